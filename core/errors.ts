@@ -1,0 +1,166 @@
+/**
+ * Every failure the engine reports is a SignalError with a stable `code` that flows, nodes and tests
+ * can switch on, and the underlying `cause` when there is one. Messages name what was wrong and never
+ * carry a secret (password, key, provisioning URL, message body).
+ */
+export type SignalErrorCode =
+  | 'NOT_LINKED'
+  | 'INVALID_INPUT'
+  | 'INVALID_NUMBER'
+  | 'NOT_ON_SIGNAL'
+  | 'RATE_LIMITED'
+  | 'CHALLENGE_REQUIRED'
+  | 'IDENTITY_CHANGED'
+  | 'UNAUTHORIZED'
+  | 'CONNECTED_ELSEWHERE'
+  | 'CDSI_UNAVAILABLE'
+  | 'CDSI_INVALID_TOKEN'
+  | 'CDSI_ATTESTATION'
+  | 'TIMEOUT'
+  | 'CANCELLED'
+  | 'NETWORK'
+  | 'SERVER'
+  | 'PROTOCOL'
+  | 'STORE'
+  | 'REGISTRATION'
+  | 'CLOSED';
+
+export class SignalError extends Error {
+  readonly code: SignalErrorCode;
+  override readonly cause?: unknown;
+
+  constructor(code: SignalErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+/** No account is linked or registered in this store, or the server says the device is gone. */
+export class NotLinkedError extends SignalError {
+  constructor(message = 'This account is not linked to Signal yet', options?: { cause?: unknown }) {
+    super('NOT_LINKED', message, options);
+  }
+}
+
+/** Input from a flow or caller that cannot be used as given. */
+export class InvalidInputError extends SignalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INVALID_INPUT', message, options);
+  }
+}
+
+export class InvalidNumberError extends SignalError {
+  readonly number: string;
+  constructor(number: string, reason = 'is not a valid phone number') {
+    super('INVALID_NUMBER', `"${number}" ${reason}`);
+    this.number = number;
+  }
+}
+
+export class NotOnSignalError extends SignalError {
+  readonly recipient: string;
+  constructor(recipient: string, options?: { cause?: unknown }) {
+    super('NOT_ON_SIGNAL', `${recipient} is not registered on Signal`, options);
+    this.recipient = recipient;
+  }
+}
+
+export class RateLimitedError extends SignalError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number, what = 'Signal', options?: { cause?: unknown }) {
+    super('RATE_LIMITED', `${what} rate limit reached: retry in ${retryAfterSeconds} s`, options);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** HTTP 428: the server wants a captcha or push challenge solved before more sends. */
+export class ChallengeRequiredError extends SignalError {
+  readonly token: string;
+  readonly options: string[];
+  constructor(token: string, options: string[], cause?: unknown) {
+    super(
+      'CHALLENGE_REQUIRED',
+      `Signal requires a challenge (${options.join(', ') || 'captcha'}) before sending more messages`,
+      { cause },
+    );
+    this.token = token;
+    this.options = options;
+  }
+}
+
+export class IdentityChangedError extends SignalError {
+  readonly serviceId: string;
+  constructor(serviceId: string) {
+    super(
+      'IDENTITY_CHANGED',
+      `The safety number of ${serviceId} changed; approve the new identity before sending to it`,
+    );
+    this.serviceId = serviceId;
+  }
+}
+
+export class UnauthorizedError extends SignalError {
+  constructor(
+    message = 'Signal rejected this device’s credentials (unlinked or deregistered)',
+    options?: { cause?: unknown },
+  ) {
+    super('UNAUTHORIZED', message, options);
+  }
+}
+
+export class ConnectedElsewhereError extends SignalError {
+  constructor() {
+    super('CONNECTED_ELSEWHERE', 'Another connection for this device took over (close code 4409)');
+  }
+}
+
+export class TimeoutError extends SignalError {
+  constructor(what: string, ms: number) {
+    super('TIMEOUT', `${what} timed out after ${ms} ms`);
+  }
+}
+
+export class CancelledError extends SignalError {
+  constructor(what = 'Operation') {
+    super('CANCELLED', `${what} was cancelled`);
+  }
+}
+
+export class NetworkError extends SignalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NETWORK', message, options);
+  }
+}
+
+/** The server answered with a status the caller has no specific mapping for. */
+export class ServerError extends SignalError {
+  readonly status: number;
+  constructor(status: number, what: string, options?: { cause?: unknown }) {
+    super('SERVER', `${what} failed: server answered ${status}`, options);
+    this.status = status;
+  }
+}
+
+export class ProtocolError extends SignalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PROTOCOL', message, options);
+  }
+}
+
+export class ClosedError extends SignalError {
+  constructor(what = 'Signal client') {
+    super('CLOSED', `${what} is closed`);
+  }
+}
+
+export function isSignalError(e: unknown): e is SignalError {
+  return e instanceof SignalError;
+}
+
+/** Wraps anything thrown into a SignalError, keeping a SignalError as it is. */
+export function toSignalError(e: unknown, code: SignalErrorCode, message: string): SignalError {
+  if (e instanceof SignalError) return e;
+  return new SignalError(code, message, { cause: e });
+}
