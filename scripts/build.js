@@ -33,7 +33,7 @@ copy(path.join(root, 'proto', 'compiled.js'), path.join(dist, 'proto', 'compiled
 copy(path.join(root, 'proto', 'compiled.d.ts'), path.join(dist, 'proto', 'compiled.d.ts'));
 // Node-RED looks for a node's .html, locales/ and icons/ beside its .js file.
 const nodesDir = path.join(root, 'nodes');
-for (const entry of fs.readdirSync(nodesDir)) {
+for (const entry of fs.existsSync(nodesDir) ? fs.readdirSync(nodesDir) : []) {
   if (entry.endsWith('.html')) copy(path.join(nodesDir, entry), path.join(dist, 'nodes', entry));
 }
 copy(path.join(nodesDir, 'locales'), path.join(dist, 'nodes', 'locales'));
