@@ -1,0 +1,118 @@
+/**
+ * Schema migrations, in order; migration i takes the file from user_version i to i+1. Never edit a
+ * released migration: add a new one.
+ */
+import type Database from 'better-sqlite3';
+
+export const MIGRATIONS: Array<(db: Database.Database) => void> = [
+  // v1: the protocol state and logs.
+  (db) => {
+    db.exec(`
+      CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        aci TEXT NOT NULL,
+        pni TEXT NOT NULL,
+        number TEXT,
+        device_id INTEGER NOT NULL,
+        password TEXT NOT NULL,
+        aci_registration_id INTEGER NOT NULL,
+        pni_registration_id INTEGER NOT NULL,
+        aci_identity_key_pair BLOB NOT NULL,
+        pni_identity_key_pair BLOB NOT NULL,
+        profile_key BLOB,
+        master_key BLOB,
+        account_entropy_pool TEXT,
+        environment TEXT NOT NULL,
+        device_name TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE identities (
+        service_id TEXT PRIMARY KEY,
+        public_key BLOB NOT NULL,
+        trust TEXT NOT NULL CHECK (trust IN ('trusted', 'untrusted-changed')),
+        first_seen INTEGER NOT NULL,
+        changed_at INTEGER
+      );
+      CREATE TABLE sessions (
+        our_kind TEXT NOT NULL,
+        service_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (our_kind, service_id, device_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE prekeys (
+        our_kind TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (our_kind, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE signed_prekeys (
+        our_kind TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (our_kind, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE kyber_prekeys (
+        our_kind TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        last_resort INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (our_kind, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE kyber_used (
+        our_kind TEXT NOT NULL,
+        kyber_id INTEGER NOT NULL,
+        signed_prekey_id INTEGER NOT NULL,
+        base_key BLOB NOT NULL,
+        PRIMARY KEY (our_kind, kyber_id, signed_prekey_id, base_key)
+      ) WITHOUT ROWID;
+      CREATE TABLE sender_keys (
+        address TEXT NOT NULL,
+        distribution_id TEXT NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (address, distribution_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        e164 TEXT UNIQUE,
+        aci TEXT UNIQUE,
+        pni TEXT UNIQUE,
+        name TEXT,
+        profile_key BLOB,
+        source TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE received_log (
+        sender TEXT NOT NULL,
+        device INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        server_guid TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'emitted')),
+        events TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (sender, device, sent_at)
+      );
+      CREATE TABLE sent_log (
+        id INTEGER PRIMARY KEY,
+        sent_at INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        devices TEXT NOT NULL,
+        content BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX sent_log_recipient ON sent_log (recipient, sent_at);
+    `);
+  },
+  // v2: indexes that keep the hot paths flat as the logs grow: replaying pending rows at start-up
+  // (a partial index holds only the few pending rows) and pruning the sent log by age.
+  (db) => {
+    db.exec(`
+      CREATE INDEX received_log_pending ON received_log (received_at) WHERE state = 'pending';
+      CREATE INDEX sent_log_created ON sent_log (created_at);
+    `);
+  },
+];

@@ -1,0 +1,355 @@
+/** The account row, contacts, and the received and sent logs. Only core/store runs SQL. */
+import type { Db } from './database';
+import type { IncomingEvent } from '../types';
+
+export interface AccountRecord {
+  aci: string;
+  /** Bare UUID, without the `PNI:` prefix. */
+  pni: string;
+  number: string | null;
+  deviceId: number;
+  password: string;
+  aciRegistrationId: number;
+  pniRegistrationId: number;
+  aciIdentityKeyPair: Uint8Array;
+  pniIdentityKeyPair: Uint8Array;
+  profileKey: Uint8Array | null;
+  masterKey: Uint8Array | null;
+  accountEntropyPool: string | null;
+  environment: string;
+  deviceName: string | null;
+}
+
+interface AccountRow {
+  aci: string;
+  pni: string;
+  number: string | null;
+  device_id: number;
+  password: string;
+  aci_registration_id: number;
+  pni_registration_id: number;
+  aci_identity_key_pair: Buffer;
+  pni_identity_key_pair: Buffer;
+  profile_key: Buffer | null;
+  master_key: Buffer | null;
+  account_entropy_pool: string | null;
+  environment: string;
+  device_name: string | null;
+}
+
+export class AccountTable {
+  private readonly getStmt;
+  private readonly saveStmt;
+  private cached: AccountRecord | null | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {
+    this.getStmt = db.prepare('SELECT * FROM account WHERE id = 1');
+    this.saveStmt =
+      db.prepare(`INSERT INTO account (id, aci, pni, number, device_id, password, aci_registration_id,
+        pni_registration_id, aci_identity_key_pair, pni_identity_key_pair, profile_key, master_key,
+        account_entropy_pool, environment, device_name, created_at, updated_at)
+      VALUES (1, @aci, @pni, @number, @deviceId, @password, @aciRegistrationId, @pniRegistrationId,
+        @aciIdentityKeyPair, @pniIdentityKeyPair, @profileKey, @masterKey, @accountEntropyPool, @environment,
+        @deviceName, @now, @now)
+      ON CONFLICT (id) DO UPDATE SET aci = excluded.aci, pni = excluded.pni, number = excluded.number,
+        device_id = excluded.device_id, password = excluded.password,
+        aci_registration_id = excluded.aci_registration_id, pni_registration_id = excluded.pni_registration_id,
+        aci_identity_key_pair = excluded.aci_identity_key_pair, pni_identity_key_pair = excluded.pni_identity_key_pair,
+        profile_key = excluded.profile_key, master_key = excluded.master_key,
+        account_entropy_pool = excluded.account_entropy_pool, environment = excluded.environment,
+        device_name = excluded.device_name, updated_at = excluded.updated_at`);
+  }
+
+  /** The account, cached: it is read on every message (identity key, registration id). */
+  get(): AccountRecord | null {
+    if (this.cached !== undefined) return this.cached;
+    const row = this.getStmt.get() as AccountRow | undefined;
+    this.cached = row
+      ? {
+          aci: row.aci,
+          pni: row.pni,
+          number: row.number,
+          deviceId: row.device_id,
+          password: row.password,
+          aciRegistrationId: row.aci_registration_id,
+          pniRegistrationId: row.pni_registration_id,
+          aciIdentityKeyPair: new Uint8Array(row.aci_identity_key_pair),
+          pniIdentityKeyPair: new Uint8Array(row.pni_identity_key_pair),
+          profileKey: row.profile_key ? new Uint8Array(row.profile_key) : null,
+          masterKey: row.master_key ? new Uint8Array(row.master_key) : null,
+          accountEntropyPool: row.account_entropy_pool,
+          environment: row.environment,
+          deviceName: row.device_name,
+        }
+      : null;
+    return this.cached;
+  }
+
+  save(rec: AccountRecord): void {
+    this.saveStmt.run({ ...rec, now: this.now() });
+    this.cached = undefined;
+  }
+
+  update(partial: Partial<AccountRecord>): void {
+    const current = this.get();
+    if (!current) throw new Error('no account to update');
+    this.save({ ...current, ...partial });
+  }
+}
+
+export type ContactSource = 'sync' | 'message' | 'certificate' | 'cdsi' | 'manual';
+
+export interface Contact {
+  e164: string | null;
+  aci: string | null;
+  /** Bare UUID, without the `PNI:` prefix. */
+  pni: string | null;
+  name: string | null;
+  profileKey: Uint8Array | null;
+  source: ContactSource;
+  updatedAt: number;
+}
+
+interface ContactRow {
+  id: number;
+  e164: string | null;
+  aci: string | null;
+  pni: string | null;
+  name: string | null;
+  profile_key: Buffer | null;
+  source: ContactSource;
+  updated_at: number;
+}
+
+const toContact = (r: ContactRow): Contact => ({
+  e164: r.e164,
+  aci: r.aci,
+  pni: r.pni,
+  name: r.name,
+  profileKey: r.profile_key ? new Uint8Array(r.profile_key) : null,
+  source: r.source,
+  updatedAt: r.updated_at,
+});
+
+export class ContactsTable {
+  private readonly s;
+
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {
+    this.s = {
+      byE164: db.prepare('SELECT * FROM contacts WHERE e164 = ?'),
+      byAci: db.prepare('SELECT * FROM contacts WHERE aci = ?'),
+      byPni: db.prepare('SELECT * FROM contacts WHERE pni = ?'),
+      insert: db.prepare(
+        'INSERT INTO contacts (e164, aci, pni, name, profile_key, source, updated_at) VALUES (@e164, @aci, @pni, @name, @profileKey, @source, @now)',
+      ),
+      update: db.prepare(
+        'UPDATE contacts SET e164 = @e164, aci = @aci, pni = @pni, name = @name, profile_key = @profileKey, source = @source, updated_at = @now WHERE id = @id',
+      ),
+      remove: db.prepare('DELETE FROM contacts WHERE id = ?'),
+      count: db.prepare('SELECT count(*) FROM contacts').pluck(),
+    };
+  }
+
+  findByNumber(e164: string): Contact | undefined {
+    const r = this.s.byE164.get(e164) as ContactRow | undefined;
+    return r ? toContact(r) : undefined;
+  }
+
+  findByNumbers(e164s: string[]): Map<string, Contact> {
+    const out = new Map<string, Contact>();
+    for (const n of e164s) {
+      const c = this.findByNumber(n);
+      if (c) out.set(n, c);
+    }
+    return out;
+  }
+
+  /** By ACI (bare UUID) or PNI (`PNI:<uuid>` or bare, when `kind` says so). */
+  findByServiceId(serviceId: string): Contact | undefined {
+    const r = (
+      serviceId.startsWith('PNI:')
+        ? this.s.byPni.get(serviceId.slice(4))
+        : this.s.byAci.get(serviceId)
+    ) as ContactRow | undefined;
+    return r ? toContact(r) : undefined;
+  }
+
+  count(): number {
+    return this.s.count.get() as number;
+  }
+
+  /**
+   * Records what we learned about someone, merging with what we knew: matched by ACI, then PNI, then
+   * number. Known fields are kept unless the update brings a value. When the update ties together
+   * two rows (a number row and an ACI row), they are merged into one.
+   */
+  upsert(update: Partial<Omit<Contact, 'updatedAt'>> & { source: ContactSource }): void {
+    const pni = update.pni?.startsWith('PNI:') ? update.pni.slice(4) : update.pni;
+    this.db.transaction(() => {
+      const rows = [
+        update.aci ? (this.s.byAci.get(update.aci) as ContactRow | undefined) : undefined,
+        pni ? (this.s.byPni.get(pni) as ContactRow | undefined) : undefined,
+        update.e164 ? (this.s.byE164.get(update.e164) as ContactRow | undefined) : undefined,
+      ].filter((r): r is ContactRow => r !== undefined);
+      const unique = [...new Map(rows.map((r) => [r.id, r])).values()];
+      const merged = {
+        e164: update.e164 ?? unique.find((r) => r.e164)?.e164 ?? null,
+        aci: update.aci ?? unique.find((r) => r.aci)?.aci ?? null,
+        pni: pni ?? unique.find((r) => r.pni)?.pni ?? null,
+        name: update.name ?? unique.find((r) => r.name)?.name ?? null,
+        profileKey: update.profileKey ?? unique.find((r) => r.profile_key)?.profile_key ?? null,
+        source: update.source,
+        now: this.now(),
+      };
+      const [keep, ...others] = unique;
+      for (const o of others) this.s.remove.run(o.id);
+      if (keep) this.s.update.run({ ...merged, id: keep.id });
+      else this.s.insert.run(merged);
+    })();
+  }
+}
+
+export interface ReceivedKey {
+  sender: string;
+  device: number;
+  timestamp: number;
+}
+
+export class ReceivedLog {
+  private readonly s;
+
+  constructor(
+    db: Db,
+    private readonly now: () => number,
+  ) {
+    this.s = {
+      get: db.prepare(
+        'SELECT state, events FROM received_log WHERE sender = ? AND device = ? AND sent_at = ?',
+      ),
+      insert: db.prepare(
+        `INSERT INTO received_log (sender, device, sent_at, server_guid, state, events, received_at)
+         VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      mark: db.prepare(
+        `UPDATE received_log SET state = 'emitted', events = '[]' WHERE sender = ? AND device = ? AND sent_at = ?`,
+      ),
+      pending: db.prepare(
+        `SELECT sender, device, sent_at, events FROM received_log WHERE state = 'pending' ORDER BY received_at, rowid`,
+      ),
+      count: db.prepare('SELECT count(*) FROM received_log').pluck(),
+    };
+  }
+
+  state(key: ReceivedKey): 'none' | 'pending' | 'emitted' {
+    const row = this.s.get.get(key.sender, key.device, key.timestamp) as
+      { state: 'pending' | 'emitted' } | undefined;
+    return row ? row.state : 'none';
+  }
+
+  /** Inserts a pending row; false when the key was already logged. */
+  insertPending(key: ReceivedKey, events: IncomingEvent[], serverGuid: string | null): boolean {
+    return (
+      this.s.insert.run(
+        key.sender,
+        key.device,
+        key.timestamp,
+        serverGuid,
+        JSON.stringify(events),
+        this.now(),
+      ).changes === 1
+    );
+  }
+
+  pendingEvents(key: ReceivedKey): IncomingEvent[] {
+    const row = this.s.get.get(key.sender, key.device, key.timestamp) as
+      { state: string; events: string } | undefined;
+    return row && row.state === 'pending' ? (JSON.parse(row.events) as IncomingEvent[]) : [];
+  }
+
+  /** Marks emitted and drops the stored events: only the key is needed to recognise a repeat. */
+  markEmitted(key: ReceivedKey): void {
+    this.s.mark.run(key.sender, key.device, key.timestamp);
+  }
+
+  listPending(): Array<ReceivedKey & { events: IncomingEvent[] }> {
+    return (
+      this.s.pending.all() as Array<{
+        sender: string;
+        device: number;
+        sent_at: number;
+        events: string;
+      }>
+    ).map((r) => ({
+      sender: r.sender,
+      device: r.device,
+      timestamp: r.sent_at,
+      events: JSON.parse(r.events) as IncomingEvent[],
+    }));
+  }
+
+  count(): number {
+    return this.s.count.get() as number;
+  }
+}
+
+export interface SentEntry {
+  timestamp: number;
+  recipient: string;
+  devices: number[];
+  content: Uint8Array;
+}
+
+export const SENT_LOG_RETENTION_MS = 14 * 24 * 60 * 60 * 1000;
+
+export class SentLog {
+  private readonly s;
+
+  constructor(
+    db: Db,
+    private readonly now: () => number,
+  ) {
+    this.s = {
+      add: db.prepare(
+        'INSERT INTO sent_log (sent_at, recipient, devices, content, created_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      find: db.prepare(
+        'SELECT sent_at, recipient, devices, content FROM sent_log WHERE recipient = ? AND sent_at = ? ORDER BY id DESC LIMIT 1',
+      ),
+      prune: db.prepare('DELETE FROM sent_log WHERE created_at < ?'),
+    };
+  }
+
+  add(entry: SentEntry): void {
+    this.s.add.run(
+      entry.timestamp,
+      entry.recipient,
+      JSON.stringify(entry.devices),
+      entry.content,
+      this.now(),
+    );
+  }
+
+  find(recipient: string, timestamp: number): SentEntry | undefined {
+    const r = this.s.find.get(recipient, timestamp) as
+      { sent_at: number; recipient: string; devices: string; content: Buffer } | undefined;
+    return r
+      ? {
+          timestamp: r.sent_at,
+          recipient: r.recipient,
+          devices: JSON.parse(r.devices) as number[],
+          content: new Uint8Array(r.content),
+        }
+      : undefined;
+  }
+
+  /** Deletes entries older than the retention (Signal keeps about 14 days, §5). Returns how many. */
+  prune(olderThanMs = SENT_LOG_RETENTION_MS): number {
+    return this.s.prune.run(this.now() - olderThanMs).changes;
+  }
+}
