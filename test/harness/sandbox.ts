@@ -1,0 +1,156 @@
+/**
+ * The Signal sandbox: Signal's own mock server (`@signalapp/mock-server`, used by Signal-Desktop's
+ * tests) on 127.0.0.1 with a random port, plus helpers to create its simulated phones. The
+ * integration tests, the benchmarks and `npm start` all use this one harness. Plain TS, no mocha.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { EnvironmentOptions } from '../../core/config';
+import { installPolyfills } from './polyfill';
+
+installPolyfills();
+// Required after the polyfill: the mock server uses Promise.withResolvers at load time.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+import mock = require('@signalapp/mock-server');
+
+export type MockServer = InstanceType<typeof mock.Server>;
+export type PrimaryDevice = Awaited<ReturnType<MockServer['createPrimaryDevice']>>;
+
+export interface Closable {
+  close(): Promise<void> | void;
+}
+
+export interface Sandbox {
+  server: MockServer;
+  port: number;
+  url: string;
+  /** PEM of the CA the mock server's certificate chains to. */
+  caCert: string;
+  /** Base64 sealed-sender trust root (33-byte public key). */
+  trustRoot: string;
+  /** What a SignalClient needs to use this server: `resolveEnvironment(sandbox.environment)`. */
+  environment: EnvironmentOptions;
+  /** Every credential the `/v2/directory/auth` route handed out, in order. */
+  directoryCredentials: Array<{ username: string; password: string }>;
+  createPrimary(opts?: {
+    profileName?: string;
+    contacts?: PrimaryDevice[];
+  }): Promise<PrimaryDevice>;
+  /** Closed before the server at teardown (clients hold HTTP/2 sessions that would stall it). */
+  track<T extends Closable>(c: T): T;
+  close(): Promise<void>;
+}
+
+/** Races a promise against a timeout; the mock's waitFor* helpers have none of their own. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+const credentialLog: Array<{ username: string; password: string }> = [];
+let directoryRouteInstalled = false;
+
+/**
+ * The mock serves no `/v2/directory/auth` (PROTOCOL.md §11): register it on each WebSocket
+ * connection's router, authenticated like the mock's own routes. Pinned to mock-server 27.0.0.
+ */
+function installDirectoryAuthRoute(): void {
+  if (directoryRouteInstalled) return;
+  directoryRouteInstalled = true;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Connection } = require('@signalapp/mock-server/src/server/ws/connection') as {
+    Connection: {
+      prototype: { handleRequest(this: MockConnection, request: unknown): Promise<unknown> };
+    };
+  };
+  interface MockConnection {
+    device?: { aci: string };
+    router: { get(pattern: string, handler: () => Promise<[number, unknown]>): void };
+    __sigflowDirectory?: boolean;
+  }
+  const original = Connection.prototype.handleRequest;
+  Connection.prototype.handleRequest = function handleRequest(
+    this: MockConnection,
+    request: unknown,
+  ) {
+    if (!this.__sigflowDirectory) {
+      this.__sigflowDirectory = true;
+      this.router.get('/v2/directory/auth', async () => {
+        if (!this.device) return [401, { error: 'Not authorized' }];
+        const credential = {
+          username: `${this.device.aci}:${Date.now()}`,
+          password: crypto.randomBytes(24).toString('base64'),
+        };
+        credentialLog.push(credential);
+        return [200, credential];
+      });
+    }
+    return original.call(this, request);
+  };
+}
+
+async function bounded(p: Promise<unknown> | unknown, ms: number): Promise<void> {
+  await Promise.race([
+    Promise.resolve(p).catch(() => undefined),
+    new Promise((r) => setTimeout(r, ms).unref()),
+  ]);
+}
+
+export async function startSandbox(): Promise<Sandbox> {
+  installDirectoryAuthRoute();
+  const cdn3Path = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-cdn3-'));
+  const server = new mock.Server({ cdn3Path });
+  await server.listen(0, '127.0.0.1');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const certs = await mock.loadCertificates();
+  const caCert = certs.certificateAuthority;
+  const trustRoot = String(certs.serverTrustRoots[0]);
+  const url = `https://127.0.0.1:${port}`;
+  const tracked: Closable[] = [];
+  const firstCredential = credentialLog.length;
+  let closed: Promise<void> | null = null;
+  const sandbox: Sandbox = {
+    server,
+    port,
+    url,
+    caCert,
+    trustRoot,
+    environment: {
+      server: 'custom',
+      serviceUrl: url,
+      caCert,
+      trustRoots: [trustRoot],
+      transport: 'http2',
+      cdnUrls: { 0: url, 2: url, 3: url },
+    },
+    get directoryCredentials() {
+      return credentialLog.slice(firstCredential);
+    },
+    createPrimary: (opts = {}) =>
+      server.createPrimaryDevice({
+        profileName: opts.profileName ?? `Mock ${crypto.randomBytes(3).toString('hex')}`,
+        ...(opts.contacts ? { contacts: opts.contacts } : {}),
+      }),
+    track: (c) => {
+      tracked.push(c);
+      return c;
+    },
+    close: () => {
+      closed ??= (async () => {
+        for (const c of tracked.splice(0).reverse()) await bounded(c.close(), 5000);
+        await bounded(server.close(), 5000);
+        fs.rmSync(cdn3Path, { recursive: true, force: true });
+      })();
+      return closed;
+    },
+  };
+  return sandbox;
+}
