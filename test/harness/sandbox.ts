@@ -12,7 +12,6 @@ import { installPolyfills } from './polyfill';
 
 installPolyfills();
 // Required after the polyfill: the mock server uses Promise.withResolvers at load time.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 import mock = require('@signalapp/mock-server');
 
 export type MockServer = InstanceType<typeof mock.Server>;
@@ -64,7 +63,6 @@ let directoryRouteInstalled = false;
 function installDirectoryAuthRoute(): void {
   if (directoryRouteInstalled) return;
   directoryRouteInstalled = true;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Connection } = require('@signalapp/mock-server/src/server/ws/connection') as {
     Connection: {
       prototype: { handleRequest(this: MockConnection, request: unknown): Promise<unknown> };
