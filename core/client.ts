@@ -1,0 +1,712 @@
+/**
+ * SignalClient: one linked (or registered) Signal account = its store + its chat sockets + the
+ * messaging, prekey-maintenance and directory services over them. Owned by one `signal-account` node,
+ * or used directly as the engine's API.
+ *
+ * Lifecycle: open() reads the account file if there is one (it never creates it, so a cancelled link
+ * leaves nothing behind) → link() or connect() → 'event's → close().
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import {
+  Aci,
+  IdentityKeyPair,
+  Pni,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  type DecryptionErrorMessage,
+  type PlaintextContent,
+} from '@signalapp/libsignal-client';
+import * as api from './api';
+import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
+import { decryptProvisionEnvelope } from './crypto/provisioning';
+import { encryptDeviceName } from './crypto/device-name';
+import {
+  generateKyberPreKey,
+  generateKyberPreKeys,
+  generatePassword,
+  generatePreKeys,
+  generateRegistrationId,
+  generateSignedPreKey,
+} from './crypto/keys';
+import {
+  ClosedError,
+  InvalidInputError,
+  NotLinkedError,
+  NotOnSignalError,
+  ProtocolError,
+  SignalError,
+  UnauthorizedError,
+} from './errors';
+import { redactingLogger, silentLogger, type Logger } from './log';
+import { KeyedLock } from './messaging/lock';
+import { nullMessage, syncRequest } from './messaging/content';
+import {
+  PreKeyMaintenance,
+  type IdentityKind,
+  type KeyUpload,
+  type PreKeyPorts,
+} from './messaging/prekeys';
+import { Receiver, type ReceiverStorePort } from './messaging/receiver';
+import { Sender, WireType, type SenderApi } from './messaging/sender';
+import { ChatConnection, DEFAULT_KEEPALIVE, type KeepaliveOptions } from './net/connection';
+import {
+  PersistentChat,
+  DEFAULT_BACKOFF,
+  type BackoffOptions,
+  type ChatState,
+} from './net/persistent';
+import { Linker, type LinkState } from './provisioning/linker';
+import { SignalStore } from './store';
+import { SyncMessage, type ProvisionMessage } from '../proto';
+import type {
+  AccountInfo,
+  ClientState,
+  IdentityTrust,
+  IncomingEvent,
+  LookupResult,
+  SendResult,
+} from './types';
+
+export interface SignalClientOptions {
+  /** The account's SQLite file: `<dataDir>/<config node id>.db`. Created only by a successful link. */
+  dataFile: string;
+  environment: EnvironmentOptions;
+  deviceName?: string;
+  identityTrust?: IdentityTrust;
+  logger?: Logger;
+  /** Timing overrides for tests and fault injection. */
+  connection?: {
+    keepalive?: KeepaliveOptions;
+    backoff?: BackoffOptions;
+    requestTimeoutMs?: number;
+    connectTimeoutMs?: number;
+  };
+  /** Prekey maintenance overrides (tests). */
+  prekeys?: { threshold?: number; batchSize?: number };
+  now?: () => number;
+}
+
+export interface SignalClientEvents {
+  state: [state: ClientState, error?: SignalError];
+  event: [event: IncomingEvent];
+  'queue-empty': [];
+  'link-state': [state: LinkState];
+}
+
+export declare interface SignalClient {
+  on<E extends keyof SignalClientEvents>(
+    event: E,
+    listener: (...args: SignalClientEvents[E]) => void,
+  ): this;
+  once<E extends keyof SignalClientEvents>(
+    event: E,
+    listener: (...args: SignalClientEvents[E]) => void,
+  ): this;
+  off<E extends keyof SignalClientEvents>(
+    event: E,
+    listener: (...args: SignalClientEvents[E]) => void,
+  ): this;
+  emit<E extends keyof SignalClientEvents>(event: E, ...args: SignalClientEvents[E]): boolean;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ONE_TIME_KEYS = 100;
+
+/** A recipient as the engine addresses it: an ACI, `PNI:<uuid>`, or (to be resolved) a number. */
+export function classifyRecipient(to: string): { serviceId: string } | { number: string } {
+  const t = to.trim();
+  if (UUID.test(t)) return { serviceId: t.toLowerCase() };
+  if (/^PNI:/i.test(t) && UUID.test(t.slice(4)))
+    return { serviceId: `PNI:${t.slice(4).toLowerCase()}` };
+  return { number: t };
+}
+
+export class SignalClient extends EventEmitter {
+  readonly environment: Environment;
+  readonly logger: Logger;
+  private store: SignalStore | null = null;
+  private stateValue: ClientState = 'idle';
+  private closed = false;
+  private chat: PersistentChat | null = null;
+  private unauthChat: PersistentChat | null = null;
+  private receiver: Receiver | null = null;
+  private sender: Sender | null = null;
+  private prekeys: PreKeyMaintenance | null = null;
+  private readonly lock = new KeyedLock();
+  private linkAbort: AbortController | null = null;
+  private holdMaintenance = false;
+  private readonly now: () => number;
+
+  private constructor(
+    readonly options: SignalClientOptions,
+    environment: Environment,
+  ) {
+    super();
+    this.environment = environment;
+    this.logger = redactingLogger(options.logger ?? silentLogger);
+    this.now = options.now ?? Date.now;
+  }
+
+  static async open(options: SignalClientOptions): Promise<SignalClient> {
+    if (!options.dataFile) throw new InvalidInputError('SignalClient needs a dataFile');
+    const client = new SignalClient(options, resolveEnvironment(options.environment));
+    if (fs.existsSync(options.dataFile)) client.openStore();
+    return client;
+  }
+
+  get state(): ClientState {
+    return this.stateValue;
+  }
+
+  private setState(state: ClientState, error?: SignalError): void {
+    if (this.stateValue === state && !error) return;
+    this.stateValue = state;
+    this.emit('state', state, error);
+  }
+
+  get account(): AccountInfo | null {
+    const a = this.store?.account.get();
+    if (!a) return null;
+    return {
+      aci: a.aci,
+      pni: a.pni,
+      deviceId: a.deviceId,
+      ...(a.number ? { number: a.number } : {}),
+    };
+  }
+
+  /** The open store (tests, benchmarks and the nodes' status route use it read-only). */
+  get storeForTesting(): SignalStore | null {
+    return this.store;
+  }
+
+  private openStore(): SignalStore {
+    if (this.store) return this.store;
+    this.store = SignalStore.open(this.options.dataFile, {
+      identityTrust: this.options.identityTrust ?? 'accept',
+      onIdentityChange: (serviceId) => this.onIdentityChange(serviceId),
+      ...(this.options.now ? { now: this.options.now } : {}),
+    });
+    return this.store;
+  }
+
+  private onIdentityChange(serviceId: string): void {
+    const blocked = (this.options.identityTrust ?? 'accept') === 'block';
+    this.logger.info(
+      `identity of ${serviceId} changed${blocked ? '; sends blocked until approved' : ''}`,
+    );
+    setImmediate(() =>
+      this.emit('event', { type: 'identity-change', serviceId, timestamp: this.now(), blocked }),
+    );
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  // ---------------------------------------------------------------- linking
+
+  /**
+   * Links this client to a phone as a secondary device. `onUrl` receives each `sgnl://linkdevice` URL
+   * to show as a QR code (a secret: never log it). Resolves when linked and connected.
+   */
+  async link(opts: { signal?: AbortSignal; onUrl: (url: string) => void }): Promise<AccountInfo> {
+    this.assertOpen();
+    if (this.account) throw new InvalidInputError('This account is already linked');
+    if (this.linkAbort) throw new InvalidInputError('Linking is already in progress');
+    const abort = new AbortController();
+    this.linkAbort = abort;
+    const onAbort = () => abort.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) abort.abort();
+    this.setState('linking');
+    const linker = new Linker(
+      {
+        openProvisioningSocket: async (handler) => {
+          const conn = await ChatConnection.open({
+            env: this.environment,
+            path: '/v1/websocket/provisioning/',
+            handler,
+            logger: this.logger,
+            keepalive: false,
+            signal: abort.signal,
+          });
+          return { closed: conn.closed.then(() => undefined), close: () => conn.close() };
+        },
+        decrypt: (ephemeral, envelope) => decryptProvisionEnvelope(ephemeral, envelope),
+        complete: (message) => this.completeLink(message, abort.signal),
+      },
+      { signal: abort.signal, logger: this.logger },
+    );
+    linker.on('url', (url: string) => opts.onUrl(url));
+    linker.on('state', (s: LinkState) => this.emit('link-state', s));
+    try {
+      const account = await linker.run();
+      return account;
+    } catch (e) {
+      if (!this.account) this.setState('idle', e instanceof SignalError ? e : undefined);
+      throw e;
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.linkAbort = null;
+    }
+  }
+
+  /** Cancels a link in progress (no-op otherwise). */
+  cancelLink(): void {
+    this.linkAbort?.abort();
+  }
+
+  private async completeLink(message: ProvisionMessage, signal: AbortSignal): Promise<AccountInfo> {
+    const aci = message.aciBinary?.length
+      ? Aci.fromUuidBytes(message.aciBinary).getRawUuid()
+      : undefined;
+    const pni = message.pniBinary?.length
+      ? Pni.fromUuidBytes(message.pniBinary).getRawUuid()
+      : undefined;
+    if (!aci || !pni) throw new ProtocolError('The phone sent no account identifiers');
+    const need = (b: Uint8Array | null | undefined, what: string): Uint8Array<ArrayBuffer> => {
+      if (!b || b.length === 0) throw new ProtocolError(`The phone sent no ${what}`);
+      return new Uint8Array(b);
+    };
+    const aciIdentity = new IdentityKeyPair(
+      PublicKey.deserialize(need(message.aciIdentityKeyPublic, 'ACI identity key')),
+      PrivateKey.deserialize(need(message.aciIdentityKeyPrivate, 'ACI identity key')),
+    );
+    const pniIdentity = new IdentityKeyPair(
+      PublicKey.deserialize(need(message.pniIdentityKeyPublic, 'PNI identity key')),
+      PrivateKey.deserialize(need(message.pniIdentityKeyPrivate, 'PNI identity key')),
+    );
+    if (!message.provisioningCode) throw new ProtocolError('The phone sent no provisioning code');
+    const password = generatePassword();
+    const registrationId = generateRegistrationId();
+    const pniRegistrationId = generateRegistrationId();
+    const aciSigned = generateSignedPreKey(aciIdentity.privateKey, 1);
+    const pniSigned = generateSignedPreKey(pniIdentity.privateKey, 1);
+    const aciLastResort = generateKyberPreKey(aciIdentity.privateKey, 1);
+    const pniLastResort = generateKyberPreKey(pniIdentity.privateKey, 1);
+    const deviceName = this.options.deviceName ?? 'Node-RED';
+
+    if (signal.aborted) throw new SignalError('CANCELLED', 'Linking was cancelled');
+    const unauth = await ChatConnection.open({
+      env: this.environment,
+      path: '/v1/websocket/',
+      logger: this.logger,
+      keepalive: false,
+    });
+    let linked: { deviceId: number; aci: string; pni: string };
+    try {
+      linked = await api.linkDevice(unauth, {
+        aci,
+        password,
+        verificationCode: message.provisioningCode,
+        accountAttributes: {
+          fetchesMessages: true,
+          registrationId,
+          pniRegistrationId,
+          name: encryptDeviceName(deviceName, aciIdentity.publicKey),
+          capabilities: {
+            deleteSync: true,
+            versionedExpirationTimer: true,
+            storageServiceEncryptionV2Capability: true,
+          },
+        },
+        aciSignedPreKey: aciSigned.upload,
+        pniSignedPreKey: pniSigned.upload,
+        aciPqLastResortPreKey: aciLastResort.upload,
+        pniPqLastResortPreKey: pniLastResort.upload,
+      });
+    } finally {
+      unauth.close();
+    }
+    // From here the phone lists this device: finish even if cancelled (see provisioning/linker.ts).
+    const store = this.openStore();
+    store.transaction(() => {
+      store.account.save({
+        aci: linked.aci,
+        pni: linked.pni || pni,
+        number: message.number || null,
+        deviceId: linked.deviceId,
+        password,
+        aciRegistrationId: registrationId,
+        pniRegistrationId,
+        aciIdentityKeyPair: aciIdentity.serialize(),
+        pniIdentityKeyPair: pniIdentity.serialize(),
+        profileKey: message.profileKey?.length ? new Uint8Array(message.profileKey) : null,
+        masterKey: message.masterKey?.length ? new Uint8Array(message.masterKey) : null,
+        accountEntropyPool: message.accountEntropyPool || null,
+        environment: this.environment.name,
+        deviceName,
+      });
+      store.saveSignedPreKey('aci', aciSigned.record);
+      store.saveSignedPreKey('pni', pniSigned.record);
+      store.saveKyberPreKeys('aci', [aciLastResort.record], true);
+      store.saveKyberPreKeys('pni', [pniLastResort.record], true);
+    });
+    store.accountChanged();
+    this.logger.info(`linked as device ${linked.deviceId}`);
+    // One-time keys for both identities (§3 step 6) go up before maintenance starts checking counts,
+    // or both would generate and upload a batch.
+    this.holdMaintenance = true;
+    try {
+      await this.connect();
+      for (const kind of ['aci', 'pni'] as const) {
+        await api.uploadKeys(this.requireChat(), kind, this.generateOneTime(kind, ONE_TIME_KEYS));
+      }
+    } finally {
+      this.holdMaintenance = false;
+    }
+    if (this.chat?.state === 'connected') this.prekeys?.start();
+    const account = this.account;
+    if (!account) throw new ProtocolError('The account was not saved');
+    return account;
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  private requireStore(): SignalStore {
+    const account = this.store?.account.get();
+    if (!this.store || !account) throw new NotLinkedError();
+    return this.store;
+  }
+
+  private requireChat(): PersistentChat {
+    if (!this.chat) throw new NotLinkedError('Not connected: call connect() first');
+    return this.chat;
+  }
+
+  private unauthenticated(): PersistentChat {
+    if (!this.unauthChat) {
+      this.unauthChat = new PersistentChat({
+        env: this.environment,
+        logger: this.logger,
+        keepalive: this.options.connection?.keepalive ?? DEFAULT_KEEPALIVE,
+        backoff: this.options.connection?.backoff ?? DEFAULT_BACKOFF,
+        name: 'unauthenticated chat',
+        ...(this.options.connection?.requestTimeoutMs
+          ? { requestTimeoutMs: this.options.connection.requestTimeoutMs }
+          : {}),
+      });
+      this.unauthChat.start();
+    }
+    return this.unauthChat;
+  }
+
+  /**
+   * Connects the authenticated socket and starts receiving. Resolves once connected; rejects with
+   * UnauthorizedError if the server says the device is gone (state `unlinked`).
+   */
+  async connect(timeoutMs = 30_000): Promise<void> {
+    this.assertOpen();
+    const store = this.requireStore();
+    const account = store.requireAccount();
+    if (!this.chat) {
+      const self = { aci: account.aci, pni: account.pni, deviceId: account.deviceId };
+      this.receiver = new Receiver({
+        store: this.receiverPort(store),
+        self,
+        trustRoots: this.environment.trustRoots.map((r) =>
+          PublicKey.deserialize(new Uint8Array(Buffer.from(r, 'base64'))),
+        ),
+        logger: this.logger,
+        lock: this.lock,
+        emit: (ev) => this.emit('event', ev),
+        sendRetryRequest: (to, device, plaintext) => this.sendRetryRequest(to, device, plaintext),
+        onRetryRequest: (from, device, request) => this.onRetryRequest(from, device, request),
+        onQueueEmpty: () => this.emit('queue-empty'),
+        now: this.now,
+      });
+      this.sender = new Sender({
+        store: {
+          protocol: (kind) => store.protocol(kind),
+          deviceIds: (sid) => store.deviceIds(sid),
+          deleteSession: (sid, d) => store.deleteSession(sid, d),
+          profileKeyOf: (sid) => store.contacts.findByServiceId(sid)?.profileKey ?? null,
+          addSent: (entry) => store.sent.add(entry),
+        },
+        api: this.senderApi(),
+        self: { aci: account.aci, deviceId: account.deviceId, profileKey: account.profileKey },
+        lock: this.lock,
+        logger: this.logger,
+        now: this.now,
+      });
+      this.prekeys = new PreKeyMaintenance({
+        ports: this.prekeyPorts(store),
+        logger: this.logger,
+        ...this.options.prekeys,
+      });
+      // Emit what an earlier run recorded but never emitted (a crash between ACK and emit).
+      const replayed = this.receiver.replayPending();
+      if (replayed) this.logger.info(`replayed ${replayed} recorded but unemitted message(s)`);
+      store.sent.prune();
+      const chat = new PersistentChat({
+        env: this.environment,
+        auth: { username: `${account.aci}.${account.deviceId}`, password: account.password },
+        handler: this.receiver.handleRequest,
+        logger: this.logger,
+        keepalive: this.options.connection?.keepalive ?? DEFAULT_KEEPALIVE,
+        backoff: this.options.connection?.backoff ?? DEFAULT_BACKOFF,
+        name: 'chat',
+        ...(this.options.connection?.requestTimeoutMs
+          ? { requestTimeoutMs: this.options.connection.requestTimeoutMs }
+          : {}),
+        ...(this.options.connection?.connectTimeoutMs
+          ? { connectTimeoutMs: this.options.connection.connectTimeoutMs }
+          : {}),
+      });
+      chat.on('state', (s: ChatState, err?: SignalError) => this.onChatState(s, err));
+      this.chat = chat;
+      chat.start();
+    }
+    await this.chat.waitConnected(timeoutMs);
+  }
+
+  private onChatState(s: ChatState, err?: SignalError): void {
+    if (this.closed) return;
+    switch (s) {
+      case 'connecting':
+        return this.setState('connecting');
+      case 'connected':
+        this.setState('connected');
+        if (!this.holdMaintenance) this.prekeys?.start();
+        return;
+      case 'disconnected':
+        return this.setState('disconnected', err);
+      case 'unlinked':
+        this.prekeys?.stop();
+        return this.setState('unlinked', err ?? new UnauthorizedError());
+      default:
+        return;
+    }
+  }
+
+  /** Drops the chat socket so it reconnects (fault injection for tests and benchmarks). */
+  dropConnectionForTesting(): void {
+    this.chat?.dropConnection();
+  }
+
+  get chatForTesting(): PersistentChat | null {
+    return this.chat;
+  }
+
+  /** Resolves when every envelope received so far has been processed. */
+  async idle(): Promise<void> {
+    await this.receiver?.idle();
+  }
+
+  private receiverPort(store: SignalStore): ReceiverStorePort {
+    return {
+      unitOfWork: (kind) => store.unitOfWork(kind),
+      receivedState: (key) => store.received.state(key),
+      insertReceived: (key, events, guid) => void store.received.insertPending(key, events, guid),
+      pendingEvents: (key) => store.received.pendingEvents(key),
+      markEmitted: (key) => store.received.markEmitted(key),
+      listPending: () => store.received.listPending(),
+      recordContact: ({ aci, number, profileKey }) =>
+        store.contacts.upsert({
+          aci,
+          ...(number ? { e164: number } : {}),
+          ...(profileKey ? { profileKey } : {}),
+          source: number ? 'certificate' : 'message',
+        }),
+    };
+  }
+
+  private senderApi(): SenderApi {
+    return {
+      getPreKeyBundles: (sid, device, accessKey) =>
+        api.getPreKeyBundles(
+          accessKey ? this.unauthenticated() : this.requireChat(),
+          sid,
+          device,
+          accessKey,
+        ),
+      sendMessages: (sid, body, accessKey) =>
+        api.sendMessages(
+          accessKey ? this.unauthenticated() : this.requireChat(),
+          sid,
+          body,
+          accessKey,
+        ),
+      getSenderCertificate: () => api.getSenderCertificate(this.requireChat()),
+    };
+  }
+
+  private generateOneTime(
+    kind: IdentityKind,
+    count: number,
+  ): Pick<KeyUpload, 'preKeys' | 'pqPreKeys'> {
+    const store = this.requireStore();
+    const identity = this.identityKey(kind);
+    const ids = store.nextKeyIds(kind);
+    const ec = generatePreKeys(ids.preKey, count);
+    const kyber = generateKyberPreKeys(identity, ids.kyber, count);
+    store.transaction(() => {
+      store.savePreKeys(kind, ec.records);
+      store.saveKyberPreKeys(kind, kyber.records, false);
+    });
+    return { preKeys: ec.upload, pqPreKeys: kyber.upload };
+  }
+
+  private identityKey(kind: IdentityKind): PrivateKey {
+    const account = this.requireStore().requireAccount();
+    return IdentityKeyPair.deserialize(
+      new Uint8Array(kind === 'aci' ? account.aciIdentityKeyPair : account.pniIdentityKeyPair),
+    ).privateKey;
+  }
+
+  private prekeyPorts(store: SignalStore): PreKeyPorts {
+    return {
+      counts: (kind) => api.getKeyCounts(this.requireChat(), kind),
+      generateOneTime: (kind, count) => this.generateOneTime(kind, count),
+      signedPreKeyCreatedAt: (kind) => store.latestSignedPreKey(kind)?.createdAt ?? null,
+      generateRotation: (kind) => {
+        const identity = this.identityKey(kind);
+        const ids = store.nextKeyIds(kind);
+        const signed = generateSignedPreKey(identity, ids.signed, this.now());
+        const lastResort = generateKyberPreKey(identity, ids.kyber, this.now());
+        store.transaction(() => {
+          store.saveSignedPreKey(kind, signed.record);
+          store.saveKyberPreKeys(kind, [lastResort.record], true);
+          // Older signed prekeys stay a while for PreKey messages still in flight.
+          store.pruneSignedPreKeys(kind, this.now() - 30 * 24 * 3600 * 1000);
+        });
+        return { signedPreKey: signed.upload, pqLastResortPreKey: lastResort.upload };
+      },
+      upload: (kind, keys) => api.uploadKeys(this.requireChat(), kind, keys),
+    };
+  }
+
+  private async sendRetryRequest(
+    to: string,
+    device: number,
+    plaintext: PlaintextContent,
+  ): Promise<void> {
+    const store = this.requireStore();
+    const session = await store
+      .protocol('aci')
+      .sessions.getSession(
+        (await import('@signalapp/libsignal-client')).ProtocolAddress.new(to, device),
+      );
+    await api.sendMessages(this.requireChat(), to, {
+      messages: [
+        {
+          type: WireType.PLAINTEXT,
+          destinationDeviceId: device,
+          destinationRegistrationId: session?.remoteRegistrationId() ?? 0,
+          content: Buffer.from(plaintext.serialize()).toString('base64'),
+        },
+      ],
+      timestamp: this.sender?.nextTimestamp() ?? this.now(),
+      online: false,
+      urgent: false,
+    });
+    this.logger.info(`sent a retry request to ${to}.${device}`);
+  }
+
+  /** A peer could not decrypt something we sent: re-establish the session and resend it (§6). */
+  private async onRetryRequest(
+    from: string,
+    device: number,
+    request: DecryptionErrorMessage,
+  ): Promise<void> {
+    const sender = this.sender;
+    const store = this.store;
+    if (!sender || !store) return;
+    await sender.archiveSession(from, device, request.ratchetKey());
+    const original = store.sent.find(from, request.timestamp());
+    if (original) {
+      await sender.sendPlaintext(from, original.content, original.timestamp, {
+        urgent: true,
+        onlyDevice: device,
+        sealed: false,
+      });
+      this.logger.info(
+        `resent message ${original.timestamp} to ${from}.${device} after a retry request`,
+      );
+    } else {
+      await sender.sendContent(from, nullMessage(), sender.nextTimestamp(), {
+        urgent: false,
+        onlyDevice: device,
+        sealed: false,
+      });
+      this.logger.info(`sent a null message to ${from}.${device} after a retry request`);
+    }
+  }
+
+  // ---------------------------------------------------------------- messaging
+
+  /** Sends a text to an ACI, a `PNI:` service id, or a phone number. */
+  async send(to: string, text: string): Promise<SendResult> {
+    this.assertOpen();
+    if (typeof text !== 'string') throw new InvalidInputError('The message text must be a string');
+    if (text.length === 0) throw new InvalidInputError('The message text is empty');
+    if (typeof to !== 'string' || to.trim() === '')
+      throw new InvalidInputError('No recipient given');
+    this.requireStore();
+    if (!this.sender) throw new NotLinkedError('Not connected: call connect() first');
+    const target = classifyRecipient(to);
+    let serviceId: string;
+    if ('serviceId' in target) serviceId = target.serviceId;
+    else {
+      const [result] = await this.lookup([target.number]);
+      if (!result || !result.registered || !(result.aci ?? result.pni))
+        throw new NotOnSignalError(target.number);
+      serviceId = result.aci ?? `PNI:${result.pni}`;
+    }
+    return this.sender.sendText(serviceId, text);
+  }
+
+  /** Looks phone numbers up; results in input order. */
+  async lookup(numbers: string[], _opts?: { signal?: AbortSignal }): Promise<LookupResult[]> {
+    this.assertOpen();
+    const store = this.requireStore();
+    return numbers.map((number) => {
+      const c = store.contacts.findByNumber(number);
+      return {
+        number,
+        aci: c?.aci ?? null,
+        pni: c?.pni ?? null,
+        registered: Boolean(c?.aci ?? c?.pni),
+        source: 'contacts' as const,
+      };
+    });
+  }
+
+  /** Asks our primary device for contacts (and other sync data) (§7). */
+  async requestSync(
+    types: SyncMessage.Request.Type[] = [SyncMessage.Request.Type.CONTACTS],
+  ): Promise<void> {
+    const store = this.requireStore();
+    if (!this.sender) throw new NotLinkedError('Not connected: call connect() first');
+    const self = store.requireAccount().aci;
+    for (const type of types) {
+      await this.sender.sendContent(self, syncRequest(type), this.sender.nextTimestamp(), {
+        urgent: false,
+        sealed: false,
+      });
+    }
+  }
+
+  /** With the `block` identity policy: accept `serviceId`'s new safety number so sends resume. */
+  approveIdentity(serviceId: string): boolean {
+    return this.requireStore().approveIdentity(serviceId);
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  /** Closes sockets, timers and the store. Nothing reconnects afterwards. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.linkAbort?.abort();
+    this.prekeys?.stop();
+    await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
+    await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.store?.close();
+    this.setState('closed');
+    this.removeAllListeners();
+  }
+}

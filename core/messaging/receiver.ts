@@ -1,0 +1,489 @@
+/**
+ * The receive path (PROTOCOL.md §2, §6; DESIGN.md "Data flow"):
+ *   frame → Envelope → decrypt with a unit of work → ONE transaction: session update + received-log
+ *   row (pending, with the events) → ACK → emit → mark emitted.
+ * A crash before the ACK means the server redelivers and the received log makes the repeat a no-op
+ * (or re-emits a row still pending); a crash after the ACK but before the emit leaves a pending row
+ * that replayPending() emits at the next start. Envelopes are processed one at a time, in arrival
+ * order: ratchets are order-sensitive and so are the users' flows.
+ */
+import {
+  CiphertextMessageType,
+  DecryptionErrorMessage,
+  ErrorCode,
+  LibSignalErrorBase,
+  PlaintextContent,
+  PreKeySignalMessage,
+  ProtocolAddress,
+  PublicKey,
+  SignalMessage,
+  groupDecrypt,
+  sealedSenderDecryptToUsmc,
+  signalDecrypt,
+  signalDecryptPreKey,
+} from '@signalapp/libsignal-client';
+import type {
+  IdentityKeyStore,
+  KyberPreKeyStore,
+  PreKeyStore,
+  SenderKeyStore,
+  SessionStore,
+  SignedPreKeyStore,
+} from '@signalapp/libsignal-client';
+import { Envelope, toNumber } from '../../proto';
+import { unpadMessage } from '../crypto/padding';
+import type { Logger } from '../log';
+import type { IncomingRequest } from '../net/types';
+import type { IncomingEvent, Sender } from '../types';
+import { contentEffects, parseContent, serviceIdFrom, type ContentEffects } from './content';
+import { KeyedLock } from './lock';
+
+export interface ProtocolStores {
+  sessions: SessionStore;
+  identities: IdentityKeyStore;
+  preKeys: PreKeyStore;
+  signedPreKeys: SignedPreKeyStore;
+  kyberPreKeys: KyberPreKeyStore;
+  senderKeys: SenderKeyStore;
+}
+
+/** A batch of protocol-store writes applied atomically together with `extra`. */
+export interface UnitOfWork extends ProtocolStores {
+  commit(extra?: () => void): void;
+  discard(): void;
+}
+
+export interface ReceivedKey {
+  sender: string;
+  device: number;
+  timestamp: number;
+}
+
+/** What the receiver needs from the account's store; adapted from core/store by the client. */
+export interface ReceiverStorePort {
+  unitOfWork(kind: 'aci' | 'pni'): UnitOfWork;
+  /** 'none' when never seen; otherwise the row's state. */
+  receivedState(key: ReceivedKey): 'none' | 'pending' | 'emitted';
+  /** Inserts a pending row; must be called inside commit's `extra` to share its transaction. */
+  insertReceived(key: ReceivedKey, events: IncomingEvent[], serverGuid: string | null): void;
+  pendingEvents(key: ReceivedKey): IncomingEvent[];
+  markEmitted(key: ReceivedKey): void;
+  listPending(): Array<ReceivedKey & { events: IncomingEvent[] }>;
+  /** Records a sender's number and/or profile key in the contacts table (best effort). */
+  recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
+}
+
+export interface ReceiverOptions {
+  store: ReceiverStorePort;
+  /** Our own account: ACI, PNI (bare), device id. */
+  self: { aci: string; pni: string; deviceId: number };
+  trustRoots: PublicKey[];
+  logger: Logger;
+  /** Called after ACK, in order, once per event. */
+  emit: (event: IncomingEvent) => void;
+  /** Sends a retry request (DecryptionErrorMessage as PlaintextContent) to one sender device. */
+  sendRetryRequest: (to: string, device: number, plaintext: PlaintextContent) => Promise<void>;
+  /** Handles a retry request from a peer: archive the session if it matches, resend (§6). */
+  onRetryRequest: (from: string, device: number, request: DecryptionErrorMessage) => Promise<void>;
+  /** A contacts sync blob arrived from our own primary (§7). */
+  onContactsBlob?: (blob: NonNullable<ContentEffects['contactsBlob']>) => void;
+  /** The server said its stored queue is drained. */
+  onQueueEmpty?: () => void;
+  now?: () => number;
+  /** Shared with the sender: one session is never encrypted and decrypted at the same time. */
+  lock?: KeyedLock;
+}
+
+/** Why an envelope was dropped (ACKed without an event); logged, and counted for tests and fuzzing. */
+export type DropReason =
+  | 'malformed-envelope'
+  | 'unsupported-type'
+  | 'missing-source'
+  | 'bad-certificate'
+  | 'self-send'
+  | 'duplicate'
+  | 'decrypt-failed'
+  | 'malformed-content';
+
+class DropError extends Error {
+  constructor(
+    readonly reason: DropReason,
+    message: string,
+    /** Runs after the peer's lock is released (a retry request is a send to that peer). */
+    readonly after?: () => Promise<void>,
+  ) {
+    super(message);
+  }
+}
+
+interface Identified {
+  sender: Sender;
+  sealed: boolean;
+  msgType: number;
+  bytes: Uint8Array;
+  kind: 'aci' | 'pni';
+}
+
+export class Receiver {
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly lock: KeyedLock;
+  private readonly now: () => number;
+  /** Counts of dropped envelopes by reason (observability and tests). */
+  readonly drops = new Map<DropReason, number>();
+  processed = 0;
+
+  constructor(private readonly opts: ReceiverOptions) {
+    this.now = opts.now ?? Date.now;
+    this.lock = opts.lock ?? new KeyedLock();
+  }
+
+  /** The socket's IncomingRequestHandler for the authenticated chat connection. */
+  readonly handleRequest = (req: IncomingRequest): Promise<number> => {
+    if (req.verb === 'PUT' && req.path === '/api/v1/message') {
+      const run = this.queue.then(() => this.processEnvelope(req.body));
+      this.queue = run.catch(() => undefined);
+      return run;
+    }
+    if (req.verb === 'PUT' && req.path === '/api/v1/queue/empty') {
+      // Ordered behind every envelope received before it.
+      const run = this.queue.then(() => {
+        this.opts.onQueueEmpty?.();
+        return 200;
+      });
+      this.queue = run.catch(() => undefined);
+      return run;
+    }
+    this.opts.logger.debug(`receiver: unexpected server request ${req.verb} ${req.path}`);
+    return Promise.resolve(404);
+  };
+
+  /** Emits events recorded by an earlier run that were ACKed but not yet emitted. */
+  replayPending(): number {
+    const pending = this.opts.store.listPending();
+    for (const row of pending) this.emitRecorded(row, row.events);
+    return pending.length;
+  }
+
+  /** Waits until every envelope handed in so far has been processed. */
+  async idle(): Promise<void> {
+    await this.queue;
+  }
+
+  private drop(reason: DropReason, detail: string): number {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+    this.opts.logger.warn(`receiver: dropped envelope (${reason}): ${detail}`);
+    return 200;
+  }
+
+  private emitRecorded(key: ReceivedKey, events: IncomingEvent[]): void {
+    for (const ev of events) {
+      try {
+        this.opts.emit(ev);
+      } catch (e) {
+        // A listener's failure must not block the stream or re-deliver: log and continue.
+        this.opts.logger.error('receiver: event listener threw', e);
+      }
+    }
+    this.opts.store.markEmitted(key);
+  }
+
+  /** Returns the status to ACK with; 200 whenever the envelope is recorded or deliberately dropped. */
+  private async processEnvelope(bytes: Uint8Array): Promise<number> {
+    this.processed++;
+    let envelope: Envelope;
+    try {
+      envelope = Envelope.decode(bytes);
+    } catch (e) {
+      return this.drop('malformed-envelope', (e as Error).message);
+    }
+    const type = envelope.type ?? Envelope.Type.UNKNOWN;
+    const serverTimestamp = toNumber(envelope.serverTimestamp);
+    const timestamp = toNumber(envelope.clientTimestamp);
+
+    if (type === Envelope.Type.SERVER_DELIVERY_RECEIPT) {
+      const source = serviceIdFrom(envelope.sourceServiceIdBinary, envelope.sourceServiceId);
+      if (!source) return this.drop('missing-source', 'delivery receipt without a source');
+      const device = envelope.sourceDeviceId ?? 0;
+      const event: IncomingEvent = {
+        type: 'receipt',
+        from: { aci: source, device },
+        timestamp,
+        serverTimestamp,
+        sealed: false,
+        receiptType: 'delivery',
+        timestamps: [timestamp],
+      };
+      return this.record({ sender: source, device, timestamp }, [event], envelope, null);
+    }
+
+    let ident: Identified;
+    try {
+      ident = await this.identify(envelope, type, serverTimestamp);
+    } catch (e) {
+      if (e instanceof DropError) return this.drop(e.reason, e.message);
+      this.opts.logger.error('receiver: failed to process envelope', e);
+      return 500;
+    }
+    let outcome: { status: number; after?: () => Promise<void> };
+    try {
+      // Held from the unit of work's first read to its commit: a send to the same peer must not
+      // advance the session in between (its write would be lost).
+      outcome = await this.lock.run(ident.sender.aci, () =>
+        this.decryptAndRecord(envelope, ident, timestamp, serverTimestamp),
+      );
+    } catch (e) {
+      if (e instanceof DropError) {
+        if (e.after) await e.after();
+        return this.drop(e.reason, e.message);
+      }
+      // A store failure or a bug: not ACKed, so the server keeps the envelope for a later try.
+      this.opts.logger.error('receiver: failed to process envelope', e);
+      return 500;
+    }
+    if (outcome.after) {
+      try {
+        await outcome.after();
+      } catch (e) {
+        this.opts.logger.warn('receiver: follow-up action failed', e);
+      }
+    }
+    return outcome.status;
+  }
+
+  /** Who sent it and what to decrypt; for sealed sender this opens the outer layer only. */
+  private async identify(
+    envelope: Envelope,
+    type: number,
+    serverTimestamp: number,
+  ): Promise<Identified> {
+    const content = envelope.content ? new Uint8Array(envelope.content) : new Uint8Array(0);
+    const kind = this.destinationKind(envelope);
+    if (type === Envelope.Type.UNIDENTIFIED_SENDER) {
+      const stores = this.opts.store.unitOfWork(kind);
+      let usmc;
+      try {
+        // Reads only our identity key; nothing to commit.
+        usmc = await sealedSenderDecryptToUsmc(content, stores.identities);
+      } catch (e) {
+        throw new DropError('decrypt-failed', `sealed sender: ${(e as Error).message}`);
+      } finally {
+        stores.discard();
+      }
+      const cert = usmc.senderCertificate();
+      if (!cert.validateWithTrustRoots(this.opts.trustRoots, serverTimestamp || this.now())) {
+        throw new DropError(
+          'bad-certificate',
+          'sender certificate not signed by a trust root, or expired',
+        );
+      }
+      const senderAci = cert.senderAci()?.getServiceIdString() ?? cert.senderUuid();
+      const device = cert.senderDeviceId();
+      if (senderAci === this.opts.self.aci && device === this.opts.self.deviceId) {
+        throw new DropError('self-send', 'sealed message from our own device');
+      }
+      const number = cert.senderE164() ?? undefined;
+      return {
+        sender: { aci: senderAci, device, ...(number ? { number } : {}) },
+        sealed: true,
+        msgType: usmc.msgType(),
+        bytes: new Uint8Array(usmc.contents()),
+        kind,
+      };
+    }
+    if (
+      type === Envelope.Type.DOUBLE_RATCHET ||
+      type === Envelope.Type.PREKEY_MESSAGE ||
+      type === Envelope.Type.PLAINTEXT_CONTENT
+    ) {
+      const source = serviceIdFrom(envelope.sourceServiceIdBinary, envelope.sourceServiceId);
+      const device = envelope.sourceDeviceId ?? 0;
+      if (!source || !device)
+        throw new DropError('missing-source', `type ${type} without source or device`);
+      const msgType =
+        type === Envelope.Type.DOUBLE_RATCHET
+          ? CiphertextMessageType.Whisper
+          : type === Envelope.Type.PREKEY_MESSAGE
+            ? CiphertextMessageType.PreKey
+            : CiphertextMessageType.Plaintext;
+      return { sender: { aci: source, device }, sealed: false, msgType, bytes: content, kind };
+    }
+    throw new DropError('unsupported-type', `envelope type ${type}`);
+  }
+
+  private async decryptAndRecord(
+    envelope: Envelope,
+    ident: Identified,
+    timestamp: number,
+    serverTimestamp: number,
+  ): Promise<{ status: number; after?: () => Promise<void> }> {
+    const { sender, sealed } = ident;
+    const key: ReceivedKey = { sender: sender.aci, device: sender.device, timestamp };
+    // A repeat of something already logged: not decrypted again (its keys are gone); record() ACKs
+    // it and re-emits only what an earlier run recorded but never emitted.
+    if (this.opts.store.receivedState(key) !== 'none')
+      return { status: this.record(key, [], envelope, null) };
+
+    const uow = this.opts.store.unitOfWork(ident.kind);
+    const plaintext = await this.decryptInner(
+      ident.msgType,
+      ident.bytes,
+      sender,
+      ident.kind,
+      uow,
+      timestamp,
+    );
+    let effects: ContentEffects;
+    try {
+      const content = parseContent(unpadMessage(plaintext));
+      effects = contentEffects(content, { from: sender, timestamp, serverTimestamp, sealed });
+    } catch (e) {
+      // The session advanced: commit it with the log row so the ratchet stays in step; emit nothing.
+      this.commitAndLog(uow, key, [], envelope);
+      throw new DropError('malformed-content', (e as Error).message);
+    }
+    if (effects.profileKey || sender.number) {
+      try {
+        this.opts.store.recordContact({
+          aci: sender.aci,
+          ...(sender.number ? { number: sender.number } : {}),
+          ...(effects.profileKey ? { profileKey: effects.profileKey } : {}),
+        });
+      } catch (e) {
+        this.opts.logger.warn('receiver: could not record contact', e);
+      }
+    }
+    const status = this.record(key, effects.events, envelope, uow);
+    const retry = effects.decryptionError;
+    const blob = effects.contactsBlob;
+    const after = async () => {
+      if (retry) {
+        const request = DecryptionErrorMessage.deserialize(new Uint8Array(retry));
+        await this.opts.onRetryRequest(sender.aci, sender.device, request);
+      }
+      if (blob && sender.aci === this.opts.self.aci) this.opts.onContactsBlob?.(blob);
+    };
+    return retry || blob ? { status, after } : { status };
+  }
+
+  private commitAndLog(
+    uow: UnitOfWork | null,
+    key: ReceivedKey,
+    events: IncomingEvent[],
+    envelope: Envelope,
+  ): void {
+    const insert = () => {
+      if (this.opts.store.receivedState(key) === 'none') {
+        this.opts.store.insertReceived(key, events, envelope.serverGuid || null);
+      }
+    };
+    if (uow) uow.commit(insert);
+    else insert();
+  }
+
+  /** Durably records the envelope's outcome, then schedules the emit for right after the ACK. */
+  private record(
+    key: ReceivedKey,
+    events: IncomingEvent[],
+    envelope: Envelope,
+    uow: UnitOfWork | null,
+  ): number {
+    const state = this.opts.store.receivedState(key);
+    if (state !== 'none') {
+      uow?.discard();
+      if (state === 'pending') {
+        const pending = this.opts.store.pendingEvents(key);
+        setImmediate(() => this.emitRecorded(key, pending));
+      } else {
+        this.drops.set('duplicate', (this.drops.get('duplicate') ?? 0) + 1);
+      }
+      return 200;
+    }
+    this.commitAndLog(uow, key, events, envelope);
+    // The handler's status goes out as the ACK when this settles; the emit runs right after it.
+    setImmediate(() => this.emitRecorded(key, events));
+    return 200;
+  }
+
+  private localAddress(kind: 'aci' | 'pni'): ProtocolAddress {
+    const { aci, pni, deviceId } = this.opts.self;
+    return ProtocolAddress.new(kind === 'aci' ? aci : `PNI:${pni}`, deviceId);
+  }
+
+  private destinationKind(envelope: Envelope): 'aci' | 'pni' {
+    const dest = serviceIdFrom(envelope.destinationServiceIdBinary, envelope.destinationServiceId);
+    return dest && dest.startsWith('PNI:') ? 'pni' : 'aci';
+  }
+
+  private async decryptInner(
+    msgType: number,
+    bytes: Uint8Array,
+    sender: Sender,
+    kind: 'aci' | 'pni',
+    stores: UnitOfWork,
+    timestamp: number,
+  ): Promise<Uint8Array> {
+    const address = ProtocolAddress.new(sender.aci, sender.device);
+    const local = this.localAddress(kind);
+    const data = new Uint8Array(bytes);
+    try {
+      switch (msgType) {
+        case CiphertextMessageType.Whisper:
+          return await signalDecrypt(
+            SignalMessage.deserialize(data),
+            address,
+            local,
+            stores.sessions,
+            stores.identities,
+          );
+        case CiphertextMessageType.PreKey:
+          return await signalDecryptPreKey(
+            PreKeySignalMessage.deserialize(data),
+            address,
+            local,
+            stores.sessions,
+            stores.identities,
+            stores.preKeys,
+            stores.signedPreKeys,
+            stores.kyberPreKeys,
+          );
+        case CiphertextMessageType.SenderKey:
+          return await groupDecrypt(address, stores.senderKeys, data);
+        case CiphertextMessageType.Plaintext:
+          // Plaintext content is a marker byte then an (unencrypted, padded) Content: retry requests.
+          return PlaintextContent.deserialize(data).body();
+        default:
+          throw new DropError('unsupported-type', `inner message type ${msgType}`);
+      }
+    } catch (e) {
+      stores.discard();
+      if (e instanceof DropError) throw e;
+      if (e instanceof LibSignalErrorBase && e.is(ErrorCode.DuplicatedMessage)) {
+        throw new DropError('duplicate', `duplicated message from ${sender.aci}.${sender.device}`);
+      }
+      // A message we cannot decrypt: ask the sender's device to resend it on a fresh session (§6).
+      if (msgType !== CiphertextMessageType.Plaintext)
+        await this.requestRetry(msgType, data, sender, timestamp);
+      throw new DropError(
+        'decrypt-failed',
+        `from ${sender.aci}.${sender.device}: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  private async requestRetry(
+    msgType: number,
+    data: Uint8Array<ArrayBuffer>,
+    sender: Sender,
+    timestamp: number,
+  ): Promise<void> {
+    try {
+      const request = DecryptionErrorMessage.forOriginal(data, msgType, timestamp, sender.device);
+      await this.opts.sendRetryRequest(sender.aci, sender.device, PlaintextContent.from(request));
+    } catch (e) {
+      this.opts.logger.warn(
+        `receiver: could not send a retry request to ${sender.aci}.${sender.device}`,
+        e,
+      );
+    }
+  }
+}

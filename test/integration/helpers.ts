@@ -1,0 +1,67 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SignalClient, type SignalClientOptions } from '../../core/client';
+import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import type { Logger } from '../../core/log';
+
+export { withTimeout };
+
+/** Collects log lines (for the no-secrets checks) and prints them with SIGFLOW_TEST_LOG=1. */
+export function captureLogger(lines: string[] = []): Logger & { lines: string[] } {
+  const log =
+    (level: string) =>
+    (msg: string, ...meta: unknown[]) => {
+      const line = `${level} ${msg} ${meta.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).join(' ')}`;
+      lines.push(line);
+      if (process.env.SIGFLOW_TEST_LOG) console.log(line);
+    };
+  return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+export interface Linked {
+  client: SignalClient;
+  primary: PrimaryDevice;
+  dataFile: string;
+}
+
+export function tempDataFile(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-it-'));
+  return path.join(dir, 'account.db');
+}
+
+export async function openClient(
+  sandbox: Sandbox,
+  dataFile: string,
+  extra: Partial<SignalClientOptions> = {},
+): Promise<SignalClient> {
+  const client = await SignalClient.open({
+    dataFile,
+    environment: sandbox.environment,
+    deviceName: 'Node-RED test',
+    ...extra,
+  });
+  sandbox.track(client);
+  return client;
+}
+
+/** Links a new client to `primary` the way a user scanning the QR code would. */
+export async function linkClient(
+  sandbox: Sandbox,
+  primary: PrimaryDevice,
+  extra: Partial<SignalClientOptions> = {},
+): Promise<Linked> {
+  const dataFile = tempDataFile();
+  const client = await openClient(sandbox, dataFile, extra);
+  const provision = sandbox.server.waitForProvision();
+  const linking = client.link({
+    onUrl: (url) => {
+      void provision.then((p) => p.complete({ provisionURL: url, primaryDevice: primary }));
+    },
+  });
+  await withTimeout(linking, 20_000, 'linking');
+  return { client, primary, dataFile };
+}
+
+export { startSandbox };
+export type { Sandbox, PrimaryDevice };
