@@ -95,22 +95,6 @@ export interface SignalClientEvents {
   'link-state': [state: LinkState];
 }
 
-export declare interface SignalClient {
-  on<E extends keyof SignalClientEvents>(
-    event: E,
-    listener: (...args: SignalClientEvents[E]) => void,
-  ): this;
-  once<E extends keyof SignalClientEvents>(
-    event: E,
-    listener: (...args: SignalClientEvents[E]) => void,
-  ): this;
-  off<E extends keyof SignalClientEvents>(
-    event: E,
-    listener: (...args: SignalClientEvents[E]) => void,
-  ): this;
-  emit<E extends keyof SignalClientEvents>(event: E, ...args: SignalClientEvents[E]): boolean;
-}
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ONE_TIME_KEYS = 100;
 
@@ -123,7 +107,7 @@ export function classifyRecipient(to: string): { serviceId: string } | { number:
   return { number: t };
 }
 
-export class SignalClient extends EventEmitter {
+export class SignalClient extends EventEmitter<SignalClientEvents> {
   readonly environment: Environment;
   readonly logger: Logger;
   private store: SignalStore | null = null;
@@ -587,9 +571,7 @@ export class SignalClient extends EventEmitter {
     const store = this.requireStore();
     const session = await store
       .protocol('aci')
-      .sessions.getSession(
-        (await import('@signalapp/libsignal-client')).ProtocolAddress.new(to, device),
-      );
+      .sessions.getSession(ProtocolAddress.new(to, device));
     await api.sendMessages(this.requireChat(), to, {
       messages: [
         {
