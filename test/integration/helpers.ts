@@ -39,6 +39,7 @@ export async function openClient(
     dataFile,
     environment: sandbox.environment,
     deviceName: 'Node-RED test',
+    ...(process.env.SIGFLOW_TEST_LOG ? { logger: captureLogger() } : {}),
     ...extra,
   });
   sandbox.track(client);

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import {
+  KEMPublicKey,
+  PreKeyBundle,
+  ProtocolAddress,
+  PublicKey,
+  processPreKeyBundle,
+} from '@signalapp/libsignal-client';
+import { getPreKeyBundles } from '../../core/api';
+import type { SignalClient } from '../../core/client';
+import type { IncomingEvent, MessageEvent } from '../../core/types';
+import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+
+type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
+
+function nextMessage(
+  client: SignalClient,
+  predicate: (e: MessageEvent) => boolean = () => true,
+): Promise<MessageEvent> {
+  return new Promise((resolve) => {
+    const on = (ev: IncomingEvent) => {
+      if (ev.type === 'message' && predicate(ev)) {
+        client.off('event', on);
+        resolve(ev);
+      }
+    };
+    client.on('event', on);
+  });
+}
+
+async function ourDevice(sandbox: Sandbox, client: SignalClient): Promise<Device> {
+  const account = client.account;
+  assert.ok(account);
+  const device = await sandbox.server.getDeviceByServiceId(
+    account.aci as never,
+    account.deviceId as never,
+  );
+  assert.ok(device, 'the mock knows our linked device');
+  return device;
+}
+
+/** A mock primary can write to us only after building a session from one of our one-time keys. */
+async function introduce(
+  sandbox: Sandbox,
+  client: SignalClient,
+  from: PrimaryDevice,
+): Promise<Device> {
+  const device = await ourDevice(sandbox, client);
+  await from.addSingleUseKey(device, await device.popSingleUseKey());
+  return device;
+}
+
+describe('integration: 1:1 messages with mock phones', function () {
+  this.timeout(90_000);
+  let sandbox: Sandbox;
+  let alice: PrimaryDevice;
+  let bob: PrimaryDevice;
+  let client: SignalClient;
+
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+    bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
+    ({ client } = await linkClient(sandbox, alice));
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  it('sends to Bob, and Alice (our own phone) gets the sync transcript', async () => {
+    const result = await client.send(bob.device.aci, 'hello bob');
+    assert.equal(result.serviceId, bob.device.aci);
+    assert.deepEqual(result.devices, [1]);
+    const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob.waitForMessage');
+    assert.equal(got.body, 'hello bob');
+    assert.equal(got.source.aci, alice.device.aci);
+    const sync = await withTimeout(
+      alice.waitForSyncMessage((e) => Boolean(e.syncMessage.content?.sent)),
+      10_000,
+      'sync',
+    );
+    assert.equal(sync.syncMessage.content?.sent?.message?.body, 'hello bob');
+    assert.equal(Number(sync.syncMessage.content?.sent?.timestamp), result.timestamp);
+    assert.ok(
+      client.storeForTesting?.sent.find(bob.device.aci, result.timestamp),
+      'logged for retries',
+    );
+  });
+
+  it('receives from Bob unsealed and sealed, learns his profile key, then sends to him sealed', async () => {
+    const device = await introduce(sandbox, client, bob);
+    const first = nextMessage(client);
+    await bob.sendText(device, 'unsealed hi', { withProfileKey: true });
+    const ev1 = await withTimeout(first, 10_000, 'unsealed message');
+    assert.equal(ev1.body, 'unsealed hi');
+    assert.equal(ev1.sealed, false);
+    assert.equal(ev1.from.aci, bob.device.aci);
+    const second = nextMessage(client);
+    await bob.sendText(device, 'sealed hi', { sealed: true });
+    const ev2 = await withTimeout(second, 10_000, 'sealed message');
+    assert.equal(ev2.body, 'sealed hi');
+    assert.equal(ev2.sealed, true);
+    assert.equal(ev2.from.aci, bob.device.aci);
+    assert.equal(ev2.from.number, bob.device.number, 'the sender certificate names the number');
+    // The profile key Bob shared makes our next send sealed.
+    const reply = await client.send(bob.device.aci, 'sealed reply');
+    assert.equal(reply.sealed, true);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'sealed reply');
+  });
+
+  it('a new contact (Carol) reaches us through our one-time prekeys, and we answer her', async () => {
+    const carol = await sandbox.createPrimary({ profileName: 'Carol' });
+    const device = await introduce(sandbox, client, carol);
+    const got = nextMessage(client, (e) => e.from.aci === carol.device.aci);
+    await carol.sendText(device, 'hi, I am Carol');
+    assert.equal((await withTimeout(got, 10_000, 'carol')).body, 'hi, I am Carol');
+    await client.send(carol.device.aci, 'hello Carol');
+    assert.equal(
+      (await withTimeout(carol.waitForMessage(), 10_000, 'carol receives')).body,
+      'hello Carol',
+    );
+  });
+
+  it('recovers from 409 (a device was added) and 410 (a device re-registered)', async () => {
+    await client.send(bob.device.aci, 'before');
+    await withTimeout(bob.waitForMessage(), 10_000, 'before');
+    // 409: Bob links a second device the client does not know about.
+    const bob2 = await sandbox.server.createSecondaryDevice(bob);
+    const r = await client.send(bob.device.aci, 'after adding a device');
+    assert.deepEqual(r.devices, [1, bob2.deviceId]);
+    assert.equal(
+      (await withTimeout(bob.waitForMessage(), 10_000, 'after 409')).body,
+      'after adding a device',
+    );
+    // 410: our session with device 1 names a registration id the server no longer has.
+    const store = client.storeForTesting;
+    assert.ok(store);
+    const address = ProtocolAddress.new(bob.device.aci, 1);
+    const good = await store.protocol('aci').sessions.getSession(address);
+    assert.ok(good);
+    // Replace the session by one built for a different registration id (as after a reinstall).
+    const chat = client.chatForTesting;
+    assert.ok(chat);
+    const bundle = await getPreKeyBundles(chat, bob.device.aci, 1);
+    const d = bundle.devices[0];
+    assert.ok(d);
+    store.deleteSession(bob.device.aci, 1);
+    await processPreKeyBundle(
+      PreKeyBundle.new(
+        ((d.registrationId + 1) % 16383) + 1,
+        1,
+        d.preKey?.keyId ?? null,
+        d.preKey ? PublicKey.deserialize(new Uint8Array(d.preKey.publicKey)) : null,
+        d.signedPreKey.keyId,
+        PublicKey.deserialize(new Uint8Array(d.signedPreKey.publicKey)),
+        new Uint8Array(d.signedPreKey.signature),
+        PublicKey.deserialize(new Uint8Array(bundle.identityKey)),
+        d.pqPreKey.keyId,
+        KEMPublicKey.deserialize(new Uint8Array(d.pqPreKey.publicKey)),
+        new Uint8Array(d.pqPreKey.signature),
+      ),
+      address,
+      ProtocolAddress.new(client.account?.aci ?? '', client.account?.deviceId ?? 0),
+      store.protocol('aci').sessions,
+      store.protocol('aci').identities,
+    );
+    const r2 = await client.send(bob.device.aci, 'after 410');
+    assert.deepEqual(r2.devices, [1, bob2.deviceId]);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'after 410')).body, 'after 410');
+  });
+
+  it('maps 404 to NOT_ON_SIGNAL and 428 to CHALLENGE_REQUIRED with the token', async () => {
+    const dave = await sandbox.createPrimary({ profileName: 'Dave' });
+    sandbox.server.unregister(dave);
+    await assert.rejects(
+      client.send(dave.device.aci, 'hi'),
+      (e: unknown) => (e as { code?: string }).code === 'NOT_ON_SIGNAL',
+    );
+    sandbox.server.rateLimit({ source: alice.device.aci, target: bob.device.aci });
+    await assert.rejects(client.send(bob.device.aci, 'hi'), (e: unknown) => {
+      const err = e as { code?: string; token?: string };
+      return err.code === 'CHALLENGE_REQUIRED' && err.token === 'token';
+    });
+  });
+});
