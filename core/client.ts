@@ -466,6 +466,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     }
   }
 
+  /** Checks the server's prekey counts now and refills or rotates as needed (also runs periodically). */
+  async refreshPreKeys(): Promise<void> {
+    this.requireStore();
+    if (!this.prekeys) throw new NotLinkedError('Not connected: call connect() first');
+    await this.prekeys.check();
+  }
+
   /** Drops the chat socket so it reconnects (fault injection for tests and benchmarks). */
   dropConnectionForTesting(): void {
     this.chat?.dropConnection();
@@ -572,12 +579,20 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const session = await store
       .protocol('aci')
       .sessions.getSession(ProtocolAddress.new(to, device));
+    // The server checks the device's registration id (a mismatch is 410). Without a session we
+    // learn it from the device's key bundle: a rare repair path, worth one of their prekeys.
+    const registrationId =
+      session?.remoteRegistrationId() ??
+      (await api.getPreKeyBundles(this.requireChat(), to, device)).devices.find(
+        (d) => d.deviceId === device,
+      )?.registrationId ??
+      0;
     await api.sendMessages(this.requireChat(), to, {
       messages: [
         {
           type: WireType.PLAINTEXT,
           destinationDeviceId: device,
-          destinationRegistrationId: session?.remoteRegistrationId() ?? 0,
+          destinationRegistrationId: registrationId,
           content: Buffer.from(plaintext.serialize()).toString('base64'),
         },
       ],
