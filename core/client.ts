@@ -21,6 +21,7 @@ import {
 import * as api from './api';
 import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
 import { decryptProvisionEnvelope } from './crypto/provisioning';
+import { normalizeNumber } from './directory/number';
 import { encryptDeviceName } from './crypto/device-name';
 import {
   generateKyberPreKey,
@@ -656,17 +657,37 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return this.sender.sendText(serviceId, text);
   }
 
-  /** Looks phone numbers up; results in input order. */
+  /**
+   * Looks phone numbers up; results in input order. Every number is normalized first: an invalid one
+   * fails with INVALID_NUMBER naming it, before any network call. This engine version answers from
+   * the contacts table (filled by contacts sync, sender certificates and messages).
+   */
   async lookup(numbers: string[], _opts?: { signal?: AbortSignal }): Promise<LookupResult[]> {
     this.assertOpen();
+    if (!Array.isArray(numbers))
+      throw new InvalidInputError('lookup() takes an array of phone numbers');
+    const normalized = numbers.map((n) => normalizeNumber(n));
     const store = this.requireStore();
-    return numbers.map((number) => {
-      const c = store.contacts.findByNumber(number);
+    const found = store.contacts.findByNumbers(normalized);
+    // Never a silent "not registered": without contact discovery a miss is unknown, and says so.
+    const missing = [
+      ...new Set(normalized.filter((n) => !(found.get(n)?.aci ?? found.get(n)?.pni))),
+    ];
+    if (missing.length > 0) {
+      const where =
+        this.environment.cdsi === null ? 'on a custom server' : 'in this version of the engine';
+      throw new SignalError(
+        'CDSI_UNAVAILABLE',
+        `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not among this account's contacts, and contact discovery is not available ${where}`,
+      );
+    }
+    return normalized.map((number) => {
+      const c = found.get(number);
       return {
         number,
         aci: c?.aci ?? null,
         pni: c?.pni ?? null,
-        registered: Boolean(c?.aci ?? c?.pni),
+        registered: true,
         source: 'contacts' as const,
       };
     });

@@ -1,0 +1,46 @@
+/**
+ * Node status and the one error funnel every flow node uses: a failure sets a short status (never a
+ * secret) and reaches Catch nodes through done(err).
+ */
+import type { ClientState } from '../../core/types';
+import { SignalError } from '../../core/errors';
+import type { Node, NodeMessage, NodeStatus } from './red';
+
+export function statusFor(state: ClientState | 'error', detail?: string): NodeStatus {
+  switch (state) {
+    case 'connected':
+      return { fill: 'green', shape: 'dot', text: 'connected' };
+    case 'connecting':
+      return { fill: 'yellow', shape: 'ring', text: 'connecting' };
+    case 'disconnected':
+      return { fill: 'yellow', shape: 'ring', text: 'reconnecting' };
+    case 'linking':
+      return { fill: 'yellow', shape: 'ring', text: 'linking' };
+    case 'unlinked':
+      return { fill: 'red', shape: 'ring', text: 'not linked' };
+    case 'idle':
+      return { fill: 'grey', shape: 'ring', text: 'not linked' };
+    case 'closed':
+      return {};
+    default:
+      return { fill: 'red', shape: 'ring', text: detail ? `error: ${detail}` : 'error' };
+  }
+}
+
+/** The error's stable code, for msg.error and Catch nodes. */
+export function codeOf(err: unknown): string {
+  return err instanceof SignalError ? err.code : 'ERROR';
+}
+
+/** Sets the status and hands the failure to Node-RED (Catch nodes see it, with msg). */
+export function fail(
+  node: Node,
+  err: unknown,
+  msg: NodeMessage,
+  done: (err?: Error) => void,
+): void {
+  const error = err instanceof Error ? err : new Error(String(err));
+  node.status({ fill: 'red', shape: 'ring', text: codeOf(error).toLowerCase().replace(/_/g, ' ') });
+  (error as Error & { code?: string }).code ??= codeOf(error);
+  done(error);
+}

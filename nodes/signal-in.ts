@@ -1,0 +1,47 @@
+/**
+ * signal-in: one msg per received item. msg.to is the sender, so signal-in → function → signal-out
+ * answers with no configuration.
+ */
+import { accountOf } from './lib/account';
+import type { IncomingEvent } from '../core/types';
+import type { Node, RED } from './lib/red';
+import { messageFor, IN_TYPES, type InType } from './lib/msg';
+
+interface InConfig {
+  id: string;
+  name?: string;
+  account?: string;
+  /** Comma-separated types to emit; messages only by default. */
+  types?: string;
+}
+
+export = function register(RED: RED): void {
+  function SignalInNode(this: Node, config: InConfig) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const wanted = new Set(
+      (config.types ?? 'message')
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t): t is InType => (IN_TYPES as string[]).includes(t)),
+    );
+    if (wanted.size === 0) wanted.add('message');
+    const account = accountOf(RED, config.account);
+    if (!account) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
+      node.on('close', (_r: boolean, done: () => void) => done());
+      return;
+    }
+    account.register(node);
+    const onEvent = (ev: IncomingEvent) => {
+      const { type, msg } = messageFor(ev);
+      if (wanted.has(type)) node.send(msg);
+    };
+    account.events.on('event', onEvent);
+    node.on('close', (_removed: boolean, done: () => void) => {
+      account.events.off('event', onEvent);
+      account.deregister(node, done);
+    });
+  }
+  RED.nodes.registerType('signal-in', SignalInNode);
+};

@@ -1,0 +1,91 @@
+/**
+ * signal-out: sends msg.payload as a Signal message to msg.to (or the node's "To"): one recipient or
+ * many. Per-recipient results go on msg.signal; any failure also reaches Catch nodes via done(err).
+ */
+import { SignalError } from '../core/errors';
+import { accountOf } from './lib/account';
+import type { Node, NodeMessage, RED } from './lib/red';
+import { textOf, recipientsOf, type SendOutcome } from './lib/msg';
+import { codeOf, fail } from './lib/status';
+
+interface OutConfig {
+  id: string;
+  name?: string;
+  account?: string;
+  to?: string;
+}
+
+export = function register(RED: RED): void {
+  function SignalOutNode(this: Node, config: OutConfig) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const account = accountOf(RED, config.account);
+    if (!account) node.status({ fill: 'red', shape: 'ring', text: 'no account' });
+    else account.register(node);
+
+    node.on(
+      'input',
+      (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
+        void (async () => {
+          if (!account)
+            return fail(
+              node,
+              new SignalError('NOT_LINKED', 'No Signal account is configured for this node'),
+              msg,
+              done,
+            );
+          let text: string;
+          let recipients: string[];
+          try {
+            text = textOf(msg.payload);
+            recipients = recipientsOf(msg.to, config.to);
+          } catch (e) {
+            return fail(node, e, msg, done);
+          }
+          let client;
+          try {
+            client = await account.client();
+          } catch (e) {
+            return fail(node, e, msg, done);
+          }
+          const results: SendOutcome[] = [];
+          let timestamp: number | undefined;
+          for (const to of recipients) {
+            try {
+              const r = await client.send(to, text);
+              timestamp ??= r.timestamp;
+              results.push({ to, serviceId: r.serviceId, status: 'sent' });
+            } catch (e) {
+              results.push({
+                to,
+                status: 'failed',
+                error: { code: codeOf(e), message: e instanceof Error ? e.message : String(e) },
+              });
+            }
+          }
+          msg.signal = { ...(timestamp !== undefined ? { timestamp } : {}), results };
+          send(msg);
+          const failed = results.filter((r) => r.status === 'failed');
+          if (failed.length === 0) {
+            node.status({ fill: 'green', shape: 'dot', text: `sent to ${results.length}` });
+            return done();
+          }
+          const first = failed[0]?.error;
+          const err = new SignalError(
+            (first?.code as SignalError['code']) ?? 'SERVER',
+            failed.length === 1
+              ? `Sending to ${failed[0]?.to} failed: ${first?.message}`
+              : `Sending failed for ${failed.length} of ${results.length} recipients (first: ${failed[0]?.to}: ${first?.message})`,
+          );
+          fail(node, err, msg, done);
+        })();
+      },
+    );
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      if (account) account.deregister(node, done);
+      else done();
+    });
+  }
+  RED.nodes.registerType('signal-out', SignalOutNode);
+};

@@ -1,0 +1,293 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+// The helper ships no types: the few calls used here are typed by hand.
+const helper = require('node-red-node-test-helper') as {
+  init(runtimePath: string): void;
+  settings(s: Record<string, unknown>): void;
+  load(nodes: unknown[], flow: unknown[]): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): unknown;
+  request(): Agent;
+};
+/** What the admin routes answer (every field the tests read). */
+interface Body {
+  state: string;
+  url: string;
+  qr: string;
+  error: string;
+  account: { aci: string; number?: string };
+  linked: boolean;
+  connected: boolean;
+  number: string;
+}
+interface Req extends Promise<{ body: Body }> {
+  send(body: unknown): Req;
+  expect(status: number): Promise<{ body: Body }>;
+}
+interface Agent {
+  get(path: string): Req;
+  post(path: string): Req;
+  delete(path: string): Req;
+}
+import accountNode = require('../../nodes/signal-account');
+import outNode = require('../../nodes/signal-out');
+import inNode = require('../../nodes/signal-in');
+import lookupNode = require('../../nodes/signal-lookup');
+import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import type { NodeMessage } from '../../nodes/lib/red';
+
+helper.init(require.resolve('node-red'));
+
+interface TestNode {
+  receive(msg: NodeMessage): void;
+  on(event: string, fn: (arg: never) => void): void;
+}
+
+function nextInput(
+  node: TestNode,
+  match: (m: NodeMessage) => boolean = () => true,
+  ms = 10_000,
+): Promise<NodeMessage> {
+  return withTimeout(
+    new Promise((resolve) => node.on('input', (msg: NodeMessage) => match(msg) && resolve(msg))),
+    ms,
+    'node output',
+  );
+}
+
+/** The error a node reported through done(err) (the helper spies on node.error). */
+function nextError(node: TestNode, ms = 10_000): Promise<Error & { code?: string }> {
+  return withTimeout(
+    new Promise((resolve) =>
+      node.on('call:error', (call: { args: unknown[] }) => resolve(call.args[0] as Error)),
+    ),
+    ms,
+    'node error',
+  );
+}
+
+async function poll<T>(
+  fn: () => Promise<T>,
+  ok: (t: T) => boolean,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not reached within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('nodes (Node-RED test helper, Signal mock server)', function () {
+  this.timeout(90_000);
+  let sandbox: Sandbox;
+  let alice: PrimaryDevice;
+  let bob: PrimaryDevice;
+  let dataDir: string;
+
+  before(async () => {
+    sandbox = await startSandbox();
+    bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
+  });
+  after(async () => {
+    await sandbox.close();
+  });
+  beforeEach(() => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-nodes-'));
+    helper.settings({ signalAccountDataDir: dataDir });
+  });
+  afterEach(async () => {
+    await helper.unload();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const account = () => ({
+    id: 'acct1',
+    type: 'signal-account',
+    name: 'test',
+    server: 'custom',
+    serviceUrl: sandbox.url,
+    caCert: sandbox.caCert,
+    trustRoots: sandbox.trustRoot,
+    deviceName: 'Node-RED test',
+    identityTrust: 'accept',
+  });
+
+  const flow = () => [
+    account(),
+    { id: 'out1', type: 'signal-out', account: 'acct1', to: '', wires: [['outSink']] },
+    { id: 'in1', type: 'signal-in', account: 'acct1', types: 'message', wires: [['inSink']] },
+    { id: 'lookup1', type: 'signal-lookup', account: 'acct1', wires: [['lookupSink']] },
+    { id: 'outSink', type: 'helper' },
+    { id: 'inSink', type: 'helper' },
+    { id: 'lookupSink', type: 'helper' },
+  ];
+
+  async function linkThroughAdminRoutes(): Promise<void> {
+    const provision = sandbox.server.waitForProvision();
+    const started = await helper
+      .request()
+      .post('/signal-account/acct1/link')
+      .send({
+        server: 'custom',
+        serviceUrl: sandbox.url,
+        caCert: sandbox.caCert,
+        trustRoots: sandbox.trustRoot,
+      })
+      .expect(202);
+    assert.equal(started.body.state, 'waiting');
+    const waiting = await poll(
+      async () => (await helper.request().get('/signal-account/acct1/link').expect(200)).body,
+      (b) => Boolean(b.url && b.qr),
+      10_000,
+      'QR code',
+    );
+    assert.match(waiting.qr, /^<svg/);
+    assert.match(waiting.url, /^sgnl:\/\/linkdevice\?/);
+    await (await provision).complete({ provisionURL: waiting.url, primaryDevice: alice });
+    const linked = await poll(
+      async () => (await helper.request().get('/signal-account/acct1/link').expect(200)).body,
+      (b) => b.state === 'linked' || b.state === 'failed',
+      20_000,
+      'linked',
+    );
+    assert.equal(linked.state, 'linked', linked.error);
+    assert.equal(linked.account.aci, alice.device.aci);
+    const status = await poll(
+      async () => (await helper.request().get('/signal-account/acct1/status').expect(200)).body,
+      (b) => b.connected,
+      10_000,
+      'connected',
+    );
+    assert.equal(status.linked, true);
+    assert.equal(status.number, alice.device.number);
+  }
+
+  it('links through the admin routes, then sends, receives, echoes and looks up', async () => {
+    await helper.load([accountNode, outNode, inNode, lookupNode], flow());
+    await linkThroughAdminRoutes();
+    const out = helper.getNode('out1') as TestNode;
+    const outSink = helper.getNode('outSink') as TestNode;
+    const inSink = helper.getNode('inSink') as TestNode;
+    const lookupSink = helper.getNode('lookupSink') as TestNode;
+
+    // signal-out → Bob
+    const sent = nextInput(outSink, (m) => m.payload === 'hello from a flow');
+    out.receive({ payload: 'hello from a flow', to: bob.device.aci });
+    const outMsg = await sent;
+    const signal = outMsg.signal as {
+      timestamp: number;
+      results: Array<{ status: string; serviceId: string }>;
+    };
+    assert.equal(signal.results[0]?.status, 'sent');
+    assert.equal(signal.results[0]?.serviceId, bob.device.aci);
+    assert.equal(
+      (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
+      'hello from a flow',
+    );
+
+    // Bob → signal-in, sealed so his certificate tells us his number
+    const acct = await (
+      helper.getNode('acct1') as unknown as {
+        client(): Promise<import('../../core/client').SignalClient>;
+      }
+    ).client();
+    const a = acct.account;
+    assert.ok(a);
+    const device = await sandbox.server.getDeviceByServiceId(a.aci as never, a.deviceId as never);
+    assert.ok(device);
+    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    const received = nextInput(inSink);
+    await bob.sendText(device, 'ping', { sealed: true, withProfileKey: true });
+    const inMsg = await received;
+    assert.equal(inMsg.payload, 'ping');
+    assert.equal(inMsg.to, bob.device.aci);
+    assert.equal(inMsg.topic, bob.device.number);
+    const s = inMsg.signal as {
+      type: string;
+      from: { aci: string; number: string };
+      sealed: boolean;
+      timestamp: number;
+    };
+    assert.equal(s.type, 'message');
+    assert.equal(s.from.aci, bob.device.aci);
+    assert.equal(s.sealed, true);
+    assert.ok(s.timestamp > 0);
+
+    // echo: signal-in's msg goes straight back through signal-out with no configuration
+    const echoed = nextInput(outSink, (m) => m.payload === 'echo: ping');
+    out.receive({ ...inMsg, payload: `echo: ${String(inMsg.payload)}` });
+    await echoed;
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'echo')).body, 'echo: ping');
+
+    // signal-lookup resolves Bob's number from what the account learned
+    const looked = nextInput(lookupSink);
+    (helper.getNode('lookup1') as TestNode).receive({ payload: [bob.device.number] });
+    const lookupMsg = await looked;
+    assert.deepEqual(lookupMsg.payload, [
+      { number: bob.device.number, aci: bob.device.aci, pni: null, registered: true },
+    ]);
+    assert.deepEqual((lookupMsg.signal as { lookup: unknown }).lookup, { source: 'contacts' });
+
+    // every documented bad input: a clear error through done(err), and the node keeps working
+    const cases: Array<[NodeMessage, string, RegExp]> = [
+      [{ payload: '', to: bob.device.aci }, 'INVALID_INPUT', /empty/],
+      [{ payload: { a: 1 }, to: bob.device.aci }, 'INVALID_INPUT', /must be text.*object/],
+      [{ payload: 'x', to: '+12' }, 'INVALID_NUMBER', /"\+12"/],
+      [{ payload: 'x' }, 'INVALID_INPUT', /No recipient/],
+    ];
+    for (const [msg, code, re] of cases) {
+      const err = nextError(out);
+      out.receive(msg);
+      const e = await err;
+      assert.equal(e.code, code, `${JSON.stringify(msg)} → ${e.message}`);
+      assert.match(e.message, re);
+    }
+    const dave = await sandbox.createPrimary({ profileName: 'Dave' });
+    sandbox.server.unregister(dave);
+    const unknown = nextError(out);
+    out.receive({ payload: 'x', to: dave.device.aci });
+    assert.equal((await unknown).code, 'NOT_ON_SIGNAL');
+    const still = nextInput(outSink, (m) => m.payload === 'still working');
+    out.receive({ payload: 'still working', to: [bob.device.aci] });
+    assert.equal(
+      ((await still).signal as { results: Array<{ status: string }> }).results[0]?.status,
+      'sent',
+    );
+    assert.equal(
+      (await withTimeout(bob.waitForMessage(), 10_000, 'after errors')).body,
+      'still working',
+    );
+  });
+
+  it('reports NOT_LINKED for an account that was never linked, and 404/400 on bad admin requests', async () => {
+    await helper.load([accountNode, outNode, inNode, lookupNode], flow());
+    const out = helper.getNode('out1') as TestNode;
+    const err = nextError(out);
+    out.receive({ payload: 'hi', to: bob.device.aci });
+    const e = await err;
+    assert.equal(e.code, 'NOT_LINKED');
+    await helper.request().delete('/signal-account/acct1/link').expect(404);
+    const bad = await helper
+      .request()
+      .post('/signal-account/acct1/link')
+      .send({ server: 'moon' })
+      .expect(400);
+    assert.match(bad.body.error, /Unknown server "moon"/);
+    const badCustom = await helper
+      .request()
+      .post('/signal-account/other/link')
+      .send({ server: 'custom', serviceUrl: 'http://x' })
+      .expect(400);
+    assert.match(badCustom.body.error, /https/);
+    const status = await helper.request().get('/signal-account/acct1/status').expect(200);
+    assert.deepEqual(status.body, { linked: false, connected: false });
+  });
+});
