@@ -60,7 +60,10 @@ import {
 } from './net/persistent';
 import { Linker, type LinkState } from './provisioning/linker';
 import { SignalStore } from './store';
-import { SyncMessage, type ProvisionMessage } from '../proto';
+import { SyncMessage, type signalservice, type ProvisionMessage } from '../proto';
+import { decryptAttachment } from './crypto/attachment';
+import { parseContactsBlob } from './directory/contacts-sync';
+import { httpsGet } from './net/https';
 import type {
   AccountInfo,
   ClientState,
@@ -94,6 +97,7 @@ export interface SignalClientEvents {
   event: [event: IncomingEvent];
   'queue-empty': [];
   'link-state': [state: LinkState];
+  'contacts-synced': [count: number];
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -344,6 +348,10 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       this.holdMaintenance = false;
     }
     if (this.chat?.state === 'connected') this.prekeys?.start();
+    // Ask the phone for its contacts: they let sends and lookups resolve phone numbers (§7).
+    await this.requestSync().catch((e: unknown) =>
+      this.logger.warn('could not request contacts', e),
+    );
     const account = this.account;
     if (!account) throw new ProtocolError('The account was not saved');
     return account;
@@ -401,6 +409,11 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         sendRetryRequest: (to, device, plaintext) => this.sendRetryRequest(to, device, plaintext),
         onRetryRequest: (from, device, request) => this.onRetryRequest(from, device, request),
         onQueueEmpty: () => this.emit('queue-empty'),
+        onContactsBlob: (blob) => {
+          void this.applyContactsBlob(blob).catch((e: unknown) =>
+            this.logger.warn('contacts sync failed', e),
+          );
+        },
         now: this.now,
       });
       this.sender = new Sender({
@@ -706,6 +719,39 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         sealed: false,
       });
     }
+  }
+
+  /** Downloads, verifies and stores a contacts blob our primary sent (§7). Returns how many. */
+  private async applyContactsBlob(
+    blob: signalservice.IAttachmentPointer,
+  ): Promise<number> {
+    const store = this.requireStore();
+    const id = blob.cdnKey || (blob.cdnId ? String(blob.cdnId) : '');
+    const base = this.environment.cdnUrls[blob.cdnNumber ?? 0] ?? this.environment.cdnUrls[0];
+    if (!id || !base || !blob.key)
+      throw new ProtocolError('The contacts sync names no downloadable blob');
+    const file = await httpsGet(this.environment, `${base}/attachments/${encodeURIComponent(id)}`);
+    const plain = decryptAttachment(
+      file,
+      new Uint8Array(blob.key),
+      blob.digest ? new Uint8Array(blob.digest) : null,
+      blob.size,
+    );
+    const contacts = parseContactsBlob(plain);
+    store.transaction(() => {
+      for (const c of contacts) {
+        if (!c.number && !c.aci) continue;
+        store.contacts.upsert({
+          ...(c.number ? { e164: c.number } : {}),
+          ...(c.aci ? { aci: c.aci } : {}),
+          ...(c.name ? { name: c.name } : {}),
+          source: 'sync',
+        });
+      }
+    });
+    this.logger.info(`contacts synced: ${contacts.length}`);
+    this.emit('contacts-synced', contacts.length);
+    return contacts.length;
   }
 
   /** With the `block` identity policy: accept `serviceId`'s new safety number so sends resume. */
