@@ -722,9 +722,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   }
 
   /** Downloads, verifies and stores a contacts blob our primary sent (§7). Returns how many. */
-  private async applyContactsBlob(
-    blob: signalservice.IAttachmentPointer,
-  ): Promise<number> {
+  private async applyContactsBlob(blob: signalservice.IAttachmentPointer): Promise<number> {
     const store = this.requireStore();
     const id = blob.cdnKey || (blob.cdnId ? String(blob.cdnId) : '');
     const base = this.environment.cdnUrls[blob.cdnNumber ?? 0] ?? this.environment.cdnUrls[0];
@@ -738,6 +736,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       blob.size,
     );
     const contacts = parseContactsBlob(plain);
+    if (this.closed) return 0;
     store.transaction(() => {
       for (const c of contacts) {
         if (!c.number && !c.aci) continue;
@@ -769,6 +768,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.prekeys?.stop();
     await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
     await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    // Let emits already scheduled for ACKed envelopes run, then stop: later ones replay next start.
+    await new Promise((r) => setImmediate(r));
+    this.receiver?.stop();
     this.store?.close();
     this.setState('closed');
     this.removeAllListeners();

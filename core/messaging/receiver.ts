@@ -124,9 +124,14 @@ interface Identified {
   kind: 'aci' | 'pni';
 }
 
+const keyString = (k: ReceivedKey) => `${k.sender}|${k.device}|${k.timestamp}`;
+
 export class Receiver {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly lock: KeyedLock;
+  private stopped = false;
+  /** Rows recorded by this process whose emit is scheduled: pending in the store, but not lost. */
+  private readonly scheduled = new Set<string>();
   private readonly now: () => number;
   /** Counts of dropped envelopes by reason (observability and tests). */
   readonly drops = new Map<DropReason, number>();
@@ -175,7 +180,25 @@ export class Receiver {
     return 200;
   }
 
+  /**
+   * After stop(), recorded events are no longer emitted: their rows stay pending and the next start
+   * replays them, so each is still emitted exactly once (and nothing touches a closed store).
+   */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private schedule(key: ReceivedKey, events: IncomingEvent[]): void {
+    const k = keyString(key);
+    this.scheduled.add(k);
+    setImmediate(() => {
+      this.emitRecorded(key, events);
+      this.scheduled.delete(k);
+    });
+  }
+
   private emitRecorded(key: ReceivedKey, events: IncomingEvent[]): void {
+    if (this.stopped) return;
     for (const ev of events) {
       try {
         this.opts.emit(ev);
@@ -184,7 +207,12 @@ export class Receiver {
         this.opts.logger.error('receiver: event listener threw', e);
       }
     }
-    this.opts.store.markEmitted(key);
+    try {
+      this.opts.store.markEmitted(key);
+    } catch (e) {
+      // Emitted but not marked: the next start replays it (at-least-once beats lost).
+      this.opts.logger.error('receiver: could not mark an emitted message', e);
+    }
   }
 
   /** Returns the status to ACK with; 200 whenever the envelope is recorded or deliberately dropped. */
@@ -390,9 +418,10 @@ export class Receiver {
     const state = this.opts.store.receivedState(key);
     if (state !== 'none') {
       uow?.discard();
-      if (state === 'pending') {
+      if (state === 'pending' && !this.scheduled.has(keyString(key))) {
+        // Recorded by an earlier run that stopped before emitting: emit it now, once.
         const pending = this.opts.store.pendingEvents(key);
-        setImmediate(() => this.emitRecorded(key, pending));
+        this.schedule(key, pending);
       } else {
         this.drops.set('duplicate', (this.drops.get('duplicate') ?? 0) + 1);
       }
@@ -400,7 +429,7 @@ export class Receiver {
     }
     this.commitAndLog(uow, key, events, envelope);
     // The handler's status goes out as the ACK when this settles; the emit runs right after it.
-    setImmediate(() => this.emitRecorded(key, events));
+    this.schedule(key, events);
     return 200;
   }
 

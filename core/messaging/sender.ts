@@ -363,7 +363,10 @@ export class Sender {
         devices = devices.filter((d) => d === onlyDevice);
         if (devices.length === 0) devices = await this.establish(serviceId, onlyDevice, accessKey);
       } else if (devices.length === 0) {
-        devices = await this.establish(serviceId, '*', accessKey);
+        // For our own account, '*' would also return (and spend a one-time key of) this very device:
+        // start from the primary and let a 409 name any other linked devices.
+        const self = serviceId === this.opts.self.aci && this.opts.self.deviceId !== 1;
+        devices = await this.establish(serviceId, self ? 1 : '*', accessKey);
       }
       const stores = this.opts.store.protocol('aci');
       const local = ProtocolAddress.new(this.opts.self.aci, this.opts.self.deviceId);
