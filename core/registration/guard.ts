@@ -629,7 +629,8 @@ export class GuardRegistry {
     return withFileLock(this.file, async () => {
       const data = await this.load();
       const result = await fn(data);
-      if (data.audit.length > this.auditCap) data.audit.splice(0, data.audit.length - this.auditCap);
+      if (data.audit.length > this.auditCap)
+        data.audit.splice(0, data.audit.length - this.auditCap);
       await this.write(data);
       if ('error' in result) throw result.error;
       return result.value;
