@@ -180,8 +180,19 @@ function retryAfterHeader(res: ChatResponse): number | undefined {
   return Number.isFinite(v) && v >= 0 ? Math.ceil(v) : undefined;
 }
 
-const captchaWanted = (s: VerificationSession) =>
-  s.requestedInformation.includes('captcha') || s.requestedInformation.includes('pushChallenge');
+/**
+ * Whether the session waits for a captcha before a code can be requested. A push challenge counts:
+ * we cannot receive push, and Signal-Server accepts a captcha in its place.
+ */
+export function sessionNeedsCaptcha(s: VerificationSession): boolean {
+  // allowedToRequestCode decides: the mock leaves "captcha" listed after it was solved.
+  return (
+    !s.verified &&
+    !s.allowedToRequestCode &&
+    (s.requestedInformation.includes('captcha') || s.requestedInformation.includes('pushChallenge'))
+  );
+}
+const captchaWanted = sessionNeedsCaptcha;
 
 function sessionPath(sessionId: string, tail = ''): string {
   if (typeof sessionId !== 'string' || sessionId === '') {

@@ -24,6 +24,7 @@ import {
   getVerificationSession,
   registerAccount,
   requestVerificationCode,
+  sessionNeedsCaptcha,
   submitCaptcha,
   submitVerificationCode,
   type RegisterAccountArgs,
@@ -92,11 +93,14 @@ describe('registration/register against the mock server', function () {
     const number = '+14155550177';
     const created = await createVerificationSession(unauth, number);
     assert.deepEqual(created.requestedInformation, ['captcha']);
+    assert.equal(sessionNeedsCaptcha(created), true);
     assert.equal(created.allowedToRequestCode, false);
     assert.equal(created.verified, false);
 
     const solved = await submitCaptcha(unauth, created.id, 'signalcaptcha://any.token.works');
     assert.equal(solved.allowedToRequestCode, true);
+    // The mock keeps "captcha" listed after solving it; allowedToRequestCode is what opens the code.
+    assert.equal(sessionNeedsCaptcha(solved), false);
 
     const sent = await requestVerificationCode(unauth, created.id, 'sms');
     assert.equal(sent.nextSms, 60);
