@@ -20,6 +20,9 @@ export interface KeepaliveOptions {
   silenceMs: number;
 }
 
+/** Upper bound on waiting for a closing transport (its own grace period is shorter). */
+const CLOSE_WAIT_MS = 5000;
+
 export const DEFAULT_KEEPALIVE: KeepaliveOptions = {
   intervalMs: 30_000,
   timeoutMs: 20_000,
@@ -67,8 +70,17 @@ export function authorizationHeader(username: string, password: string): string 
   return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
 }
 
-/** Emits 'close' (CloseInfo) exactly once. */
-export class ChatConnection extends EventEmitter implements ChatRequester {
+export interface ChatConnectionEvents {
+  /** Emitted exactly once, when the socket closed for any reason (or close() was called). */
+  close: [info: CloseInfo];
+}
+
+/**
+ * One socket lifetime: open() connects, close() (or the server, or a dead keepalive) ends it for
+ * good. Whoever wants a socket that stays up uses PersistentChat; provisioning uses this directly
+ * and opens a new one per attempt.
+ */
+export class ChatConnection extends EventEmitter<ChatConnectionEvents> implements ChatRequester {
   private readonly pending = new Map<string, Pending>();
   private nextId = Long.fromNumber(Math.floor(Math.random() * 2 ** 31), true);
   private closedInfo: CloseInfo | null = null;
@@ -79,12 +91,16 @@ export class ChatConnection extends EventEmitter implements ChatRequester {
   /** Count of frames received (observability). */
   framesIn = 0;
 
+  /** Resolves once the transport itself is gone (socket and, over HTTP/2, its session). */
+  private readonly transportClosed: Promise<void>;
+
   private constructor(
     private readonly transport: FrameTransport,
     private readonly opts: ConnectionOptions,
   ) {
     super();
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.transportClosed = new Promise((resolve) => transport.once('close', () => resolve()));
     transport.on('message', (data: Buffer) => this.onFrame(data));
     transport.on('error', (err: Error) => opts.logger.debug(`chat socket error: ${err.message}`));
     transport.on('close', (code: number, reason: string) => this.finish({ code, reason }));
@@ -94,6 +110,8 @@ export class ChatConnection extends EventEmitter implements ChatRequester {
   static async open(opts: ConnectionOptions): Promise<ChatConnection> {
     const headers: Record<string, string> = {
       'User-Agent': opts.env.userAgent,
+      // Signal's servers read the platform from X-Signal-Agent; Desktop-compatible clients send
+      // 'OWD' there and the versioned product in User-Agent (PROTOCOL.md §1: a stable identity).
       'X-Signal-Agent': 'OWD',
     };
     if (opts.auth)
@@ -145,10 +163,22 @@ export class ChatConnection extends EventEmitter implements ChatRequester {
     });
   }
 
-  close(code = 1000, reason = 'closing'): void {
-    if (this.closedInfo) return;
-    this.transport.close(code, reason);
-    this.finish({ code, reason });
+  /**
+   * Closes the socket: pending requests fail at once, 'close' is emitted at once; the promise
+   * resolves when the transport has finished its closing handshake (bounded), so that a test or a
+   * shutdown can wait until no socket is left.
+   */
+  close(code = 1000, reason = 'closing'): Promise<void> {
+    if (!this.closedInfo) {
+      this.transport.close(code, reason);
+      this.finish({ code, reason });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_WAIT_MS);
+      timer.unref();
+    });
+    return Promise.race([this.transportClosed, bound]).finally(() => clearTimeout(timer));
   }
 
   /** Closes as dead (keepalive), reporting why. */

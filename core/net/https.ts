@@ -1,105 +1,131 @@
 /**
- * HTTPS GET for CDN downloads (attachments: the contacts blob, §7), verified against the
- * environment's CA. Speaks HTTP/2 when the server offers it by ALPN (Signal's mock server is HTTP/2
- * only), else HTTP/1.1. Bounded in size and time.
+ * HTTPS GET for CDN downloads (attachments: the contacts blob, PROTOCOL.md §7), verified against the
+ * environment's CA. One TLS connection per download: ALPN decides the protocol on it, HTTP/2 when
+ * the server picks `h2` (Signal's mock server prefers it), else HTTP/1.1 on the same socket.
+ * Bounded in size and time, and cancellable.
  */
 import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Environment } from '../config';
-import { NetworkError, ServerError, TimeoutError } from '../errors';
+import { CancelledError, NetworkError, ServerError, TimeoutError } from '../errors';
 
 export interface GetOptions {
+  /** Whole download, connection included; default 30 s. */
   timeoutMs?: number;
+  /** Refuse bodies larger than this (announced or received); default 100 MiB. */
   maxBytes?: number;
+  signal?: AbortSignal;
 }
 
-function alpn(url: URL, ca: string, timeoutMs: number): Promise<string | false> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: url.hostname,
-      port: Number(url.port || 443),
-      ca,
-      servername: net.isIP(url.hostname) ? undefined : url.hostname,
-      ALPNProtocols: ['h2', 'http/1.1'],
-    });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new TimeoutError(`Reaching ${url.origin}`, timeoutMs));
-    }, timeoutMs);
-    socket.once('secureConnect', () => {
-      clearTimeout(timer);
-      const proto = socket.alpnProtocol;
-      socket.end();
-      resolve(proto ?? false);
-    });
-    socket.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new NetworkError(`Cannot reach ${url.origin}: ${e.message}`, { cause: e }));
-    });
-  });
-}
-
-export async function httpsGet(
+/**
+ * Downloads `target` (an https:// URL) and resolves with its body. Rejects with ServerError for a
+ * non-200 status, NetworkError for transport failures and oversized bodies, TimeoutError, or
+ * CancelledError when `signal` aborts.
+ */
+export function httpsGet(
   env: Environment,
   target: string,
   opts: GetOptions = {},
 ): Promise<Uint8Array> {
-  const url = new URL(target);
-  if (url.protocol !== 'https:')
-    throw new NetworkError(`Refusing a non-https download: ${url.origin}`);
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return Promise.reject(new NetworkError('Refusing a download from an invalid URL'));
+  }
+  if (url.protocol !== 'https:') {
+    return Promise.reject(new NetworkError(`Refusing a non-https download: ${url.origin}`));
+  }
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const maxBytes = opts.maxBytes ?? 100 * 1024 * 1024;
   const what = `Downloading from ${url.host}`;
-  const proto = await alpn(url, env.caCert, timeoutMs);
+  const tooLarge = () => new NetworkError(`${what}: larger than ${maxBytes} bytes`);
+
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let cleanup = () => {};
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new TimeoutError(what, timeoutMs));
-    }, timeoutMs);
-    const finish = (err: Error | null, status?: number) => {
+    let settled = false;
+    let session: http2.ClientHttp2Session | null = null;
+    let request: { destroy(): void } | null = null;
+
+    const socket = tls.connect({
+      host: url.hostname,
+      port: Number(url.port || 443),
+      ca: env.caCert,
+      servername: net.isIP(url.hostname) ? undefined : url.hostname,
+      ALPNProtocols: ['h2', 'http/1.1'],
+    });
+
+    const finish = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      cleanup();
-      if (err) return reject(err);
-      if (status !== 200) return reject(new ServerError(status ?? 0, what));
-      resolve(new Uint8Array(Buffer.concat(chunks)));
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        request?.destroy();
+        session?.destroy();
+        socket.destroy();
+        reject(err);
+      } else {
+        if (session) session.close();
+        else socket.destroy();
+        resolve(new Uint8Array(Buffer.concat(chunks, size)));
+      }
+    };
+    const onAbort = () => finish(new CancelledError(what));
+    const timer = setTimeout(() => finish(new TimeoutError(what, timeoutMs)), timeoutMs);
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const onStatus = (status: number, length: string | undefined) => {
+      if (status !== 200) return finish(new ServerError(status, what));
+      if (length !== undefined && Number(length) > maxBytes) finish(tooLarge());
     };
     const onData = (chunk: Buffer) => {
+      if (settled) return;
       size += chunk.length;
-      if (size > maxBytes) finish(new NetworkError(`${what}: larger than ${maxBytes} bytes`));
+      if (size > maxBytes) finish(tooLarge());
       else chunks.push(chunk);
     };
-    if (proto === 'h2') {
-      const session = http2.connect(url.origin, { ca: env.caCert });
-      cleanup = () => session.close();
-      session.once('error', (e) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e })));
-      const req = session.request({
-        ':method': 'GET',
-        ':path': url.pathname + url.search,
-        'user-agent': env.userAgent,
+    const onError = (e: Error) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e }));
+
+    socket.on('error', onError);
+    socket.once('secureConnect', () => {
+      if (settled) return;
+      if (socket.alpnProtocol === 'h2') {
+        const s = http2.connect(url.origin, { createConnection: () => socket });
+        session = s;
+        s.on('error', onError);
+        const req = s.request({
+          ':method': 'GET',
+          ':path': url.pathname + url.search,
+          'user-agent': env.userAgent,
+        });
+        request = req;
+        req.once('response', (h) => {
+          const length = h['content-length'];
+          onStatus(Number(h[':status']), Array.isArray(length) ? length[0] : length);
+        });
+        req.on('data', onData);
+        req.once('end', () => finish(null));
+        req.on('error', onError);
+        req.end();
+        return;
+      }
+      const req = https.get(url, {
+        createConnection: () => socket,
+        headers: { 'user-agent': env.userAgent, connection: 'close' },
       });
-      let status = 0;
-      req.once('response', (h) => (status = Number(h[':status'])));
-      req.on('data', onData);
-      req.once('end', () => finish(null, status));
-      req.once('error', (e) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e })));
-      req.end();
-    } else {
-      const req = https.get(
-        url,
-        { ca: env.caCert, headers: { 'user-agent': env.userAgent } },
-        (res) => {
-          res.on('data', onData);
-          res.once('end', () => finish(null, res.statusCode));
-          res.once('error', (e) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e })));
-        },
-      );
-      cleanup = () => req.destroy();
-      req.once('error', (e) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e })));
-    }
+      request = req;
+      req.once('response', (res) => {
+        onStatus(res.statusCode ?? 0, res.headers['content-length']);
+        res.on('data', onData);
+        res.once('end', () => finish(null));
+        res.on('error', onError);
+      });
+      req.on('error', onError);
+    });
   });
 }

@@ -10,6 +10,7 @@ import type { Environment } from '../config';
 import {
   ClosedError,
   ConnectedElsewhereError,
+  NetworkError,
   SignalError,
   TimeoutError,
   UnauthorizedError,
@@ -41,6 +42,7 @@ export function backoffDelay(attempt: number, b: BackoffOptions, random = Math.r
 
 export interface PersistentChatOptions {
   env: Environment;
+  /** `<aci>.<deviceId>` and password (PROTOCOL.md §2); absent for the unauthenticated socket. */
   auth?: { username: string; password: string };
   handler?: IncomingRequestHandler;
   logger: Logger;
@@ -48,20 +50,46 @@ export interface PersistentChatOptions {
   backoff?: BackoffOptions;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** For logs: 'authenticated' or 'unauthenticated'. */
+  /** For logs: 'chat' or 'unauthenticated chat'. */
   name?: string;
 }
 
-/** Emits 'state' (ChatState, error?) and 'connected' (ChatConnection) on each (re)connection. */
-export class PersistentChat extends EventEmitter implements ChatRequester {
+export interface ReconnectInfo {
+  /** 0-based count of consecutive failed connections before this retry. */
+  attempt: number;
+  delayMs: number;
+  error: SignalError;
+}
+
+export interface PersistentChatEvents {
+  /** Every state change; `error` explains `disconnected` and `unlinked`. */
+  state: [state: ChatState, error?: SignalError];
+  /** A new socket is up (first connection and each reconnection). */
+  connected: [conn: ChatConnection];
+  /** A retry is scheduled in `delayMs`. */
+  reconnecting: [info: ReconnectInfo];
+}
+
+/**
+ * The authenticated (or unauthenticated) chat socket that stays up across drops. States:
+ * idle → connecting → connected → disconnected (retrying) → connecting … ; `unlinked` (bad
+ * credentials, final) ; `disconnected` after 4409 without a retry ; `closed` after close().
+ */
+export class PersistentChat extends EventEmitter<PersistentChatEvents> implements ChatRequester {
   private conn: ChatConnection | null = null;
   private stateValue: ChatState = 'idle';
   private closing = false;
+  /** Set by 3000/401/403 (unlinked) and 4409: no reconnect until start() is called again. */
+  private stopped = false;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** Aborts the connection attempt in flight when close() is called. */
+  private connectAbort: AbortController | null = null;
   private waiters = new Set<() => void>();
   /** How many times a connection was established (observability, tests). */
   connections = 0;
+  /** How many connection attempts were made, successful or not (observability, tests). */
+  attempts = 0;
   lastError: SignalError | undefined;
 
   constructor(private readonly opts: PersistentChatOptions) {
@@ -83,17 +111,24 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
     this.emit('state', state, error);
   }
 
-  /** Starts connecting (idempotent). */
+  /**
+   * Starts connecting (idempotent). After 4409 (connected elsewhere) it tries again once called;
+   * after `unlinked` it does nothing: the credentials are gone, a new instance needs new ones.
+   */
   start(): void {
-    if (this.closing || this.stateValue === 'connecting' || this.conn) return;
-    if (this.stateValue === 'unlinked') return;
+    if (this.closing || this.stateValue === 'unlinked') return;
+    if (this.conn || this.connectAbort || this.reconnectTimer) return;
+    this.stopped = false;
     void this.connectOnce();
   }
 
   private async connectOnce(): Promise<void> {
     this.reconnectTimer = null;
-    if (this.closing) return;
+    if (this.closing || this.stopped) return;
     this.setState('connecting');
+    this.attempts++;
+    const abort = new AbortController();
+    this.connectAbort = abort;
     let conn: ChatConnection;
     try {
       conn = await ChatConnection.open({
@@ -103,6 +138,7 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
         ...(this.opts.handler ? { handler: this.opts.handler } : {}),
         logger: this.opts.logger,
         keepalive: this.opts.keepalive ?? DEFAULT_KEEPALIVE,
+        signal: abort.signal,
         ...(this.opts.connectTimeoutMs !== undefined
           ? { connectTimeoutMs: this.opts.connectTimeoutMs }
           : {}),
@@ -111,14 +147,18 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
           : {}),
       });
     } catch (e) {
+      this.connectAbort = null;
+      if (this.closing) return;
       const err =
         e instanceof SignalError ? e : new SignalError('NETWORK', String(e), { cause: e });
+      // PROTOCOL.md §2: 401/403 on the upgrade = the device is unlinked; retrying cannot help.
       if (err instanceof UnauthorizedError) return this.stop('unlinked', err);
-      this.opts.logger.info(`${this.opts.name ?? 'chat'}: connect failed: ${err.message}`);
+      this.opts.logger.info(`${this.name}: connect failed: ${err.message}`);
       return this.scheduleReconnect(err);
     }
+    this.connectAbort = null;
     if (this.closing) {
-      conn.close(1000, 'closed');
+      await conn.close(1000, 'closed');
       return;
     }
     this.conn = conn;
@@ -127,13 +167,24 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
     conn.once('close', (info: CloseInfo) => this.onClose(conn, info));
     this.setState('connected');
     this.emit('connected', conn);
-    for (const w of this.waiters) w();
+    this.wakeWaiters();
+  }
+
+  private get name(): string {
+    return this.opts.name ?? 'chat';
+  }
+
+  private wakeWaiters(): void {
+    const waiters = [...this.waiters];
     this.waiters.clear();
+    for (const w of waiters) w();
   }
 
   private onClose(conn: ChatConnection, info: CloseInfo): void {
     if (this.conn === conn) this.conn = null;
     if (this.closing) return;
+    // PROTOCOL.md §2 close codes: 3000 = bad credentials (stop, unlinked); 4409 = another
+    // connection for this device took over (report, do not fight it in a loop).
     if (info.code === 3000) {
       return this.stop(
         'unlinked',
@@ -143,33 +194,40 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
     if (info.code === 4409) return this.stop('disconnected', new ConnectedElsewhereError());
     const err =
       info.error ??
-      new SignalError(
-        'NETWORK',
-        `Connection closed (${info.code}${info.reason ? `: ${info.reason}` : ''})`,
-      );
-    this.scheduleReconnect(err);
+      new NetworkError(`Connection closed (${info.code}${info.reason ? `: ${info.reason}` : ''})`);
+    // Reconnect only once the old socket is really gone: the server puts what it had in flight on
+    // that socket back in the queue when it closes, and flushes the queue to the next connection.
+    // Overlapping the two can strand envelopes until a later reconnect (seen with the mock server).
+    this.scheduleReconnect(err, conn.close());
   }
 
-  private scheduleReconnect(err: SignalError): void {
-    if (this.closing) return;
-    const delay = backoffDelay(this.attempt++, this.opts.backoff ?? DEFAULT_BACKOFF);
+  private scheduleReconnect(err: SignalError, previousGone?: Promise<void>): void {
+    if (this.closing || this.stopped) return;
+    const attempt = this.attempt++;
+    const delayMs = backoffDelay(attempt, this.opts.backoff ?? DEFAULT_BACKOFF);
     this.setState('disconnected', err);
-    this.opts.logger.info(`${this.opts.name ?? 'chat'}: reconnecting in ${delay} ms`);
-    this.reconnectTimer = setTimeout(() => void this.connectOnce(), delay);
+    this.opts.logger.info(`${this.name}: reconnecting in ${delayMs} ms`);
+    this.reconnectTimer = setTimeout(() => {
+      if (previousGone) void previousGone.then(() => this.connectOnce());
+      else void this.connectOnce();
+    }, delayMs);
+    this.emit('reconnecting', { attempt, delayMs, error: err });
   }
 
   /** Stops for good (until start() after fixing the cause): no reconnect loop. */
   private stop(state: 'unlinked' | 'disconnected', err: SignalError): void {
-    this.opts.logger.warn(`${this.opts.name ?? 'chat'}: ${err.message}`);
+    this.opts.logger.warn(`${this.name}: ${err.message}`);
     this.stopped = true;
+    this.attempt = 0;
     this.setState(state, err);
-    for (const w of this.waiters) w();
-    this.waiters.clear();
+    this.wakeWaiters();
   }
 
-  private stopped = false;
-
-  /** Resolves when connected; rejects on timeout, on close(), or when stopped (unlinked). */
+  /**
+   * Resolves with the open connection, starting one if needed. Rejects with a TimeoutError naming
+   * the last connection error, with UnauthorizedError / ConnectedElsewhereError when stopped, or
+   * with ClosedError after close().
+   */
   waitConnected(timeoutMs: number): Promise<ChatConnection> {
     if (this.conn) return Promise.resolve(this.conn);
     if (this.closing) return Promise.reject(new ClosedError('Chat connection'));
@@ -198,6 +256,11 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
     });
   }
 
+  /**
+   * ChatRequester: sends on the current socket, or waits for the next one within the request's
+   * timeout (so calls made during a reconnect succeed once it is back, or fail with a TimeoutError
+   * saying why the connection is down).
+   */
   async request(req: ChatRequest): Promise<ChatResponse> {
     const timeoutMs = req.timeoutMs ?? this.opts.requestTimeoutMs ?? 30_000;
     const started = Date.now();
@@ -207,22 +270,24 @@ export class PersistentChat extends EventEmitter implements ChatRequester {
 
   /** Drops the current socket so that it reconnects (used by tests and fault injection). */
   dropConnection(): void {
-    this.conn?.close(1001, 'dropped');
+    void this.conn?.close(1001, 'dropped');
   }
 
+  /**
+   * Closes for good: no reconnect afterwards, every timer cleared, a connection attempt in flight
+   * aborted, waiting requests rejected with ClosedError. Resolves once the socket is gone.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    this.connectAbort?.abort();
+    this.connectAbort = null;
     const conn = this.conn;
     this.conn = null;
-    for (const w of this.waiters) w();
-    this.waiters.clear();
-    if (conn) {
-      conn.close(1000, 'closing');
-      await Promise.race([conn.closed, new Promise((r) => setTimeout(r, 2000).unref())]);
-    }
+    this.wakeWaiters();
+    if (conn) await conn.close(1000, 'closing');
     this.setState('closed');
   }
 }

@@ -14,7 +14,13 @@ import net from 'node:net';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 import type { Environment, TransportKind } from '../config';
-import { NetworkError, SignalError, TimeoutError, UnauthorizedError } from '../errors';
+import {
+  CancelledError,
+  NetworkError,
+  SignalError,
+  TimeoutError,
+  UnauthorizedError,
+} from '../errors';
 
 /** One WebSocket, whatever carries it. Emits 'message' (Buffer), 'close' (code, reason), 'error'. */
 export interface FrameTransport extends EventEmitter {
@@ -35,6 +41,8 @@ export interface OpenOptions {
 export const LOCAL_CLOSE = { ABNORMAL: 1006 } as const;
 
 const MAX_FRAME = 64 * 1024 * 1024;
+/** How long a closing socket may wait for the peer's close frame before it is torn down. */
+const CLOSE_GRACE_MS = 2000;
 
 class Http1Transport extends EventEmitter implements FrameTransport {
   readonly kind = 'http1' as const;
@@ -49,11 +57,16 @@ class Http1Transport extends EventEmitter implements FrameTransport {
   }
   close(code = 1000, reason = ''): void {
     if (this.ws.readyState === WebSocket.CLOSED) return;
-    if (this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
-    else this.ws.close(code, reason);
-    // Do not wait for the peer's close frame forever.
-    setTimeout(() => this.ws.terminate(), 2000).unref();
+    if (this.ws.readyState === WebSocket.CONNECTING) return this.ws.terminate();
+    this.ws.close(code, reason);
+    // Do not wait for the peer's close frame forever (a dead peer never sends one).
+    if (!this.terminateTimer) {
+      this.terminateTimer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
+      this.terminateTimer.unref();
+      this.ws.once('close', () => clearTimeout(this.terminateTimer ?? undefined));
+    }
   }
+  private terminateTimer: NodeJS.Timeout | null = null;
 }
 
 type WsReceiver = EventEmitter & { write(chunk: Buffer): boolean; end(): void };
@@ -146,19 +159,27 @@ class Http2Transport extends EventEmitter implements FrameTransport {
         // already gone
       }
     }
-    // Give the peer a moment to answer, then tear the stream and session down.
-    setTimeout(() => this.finish(code, reason), 500).unref();
+    // Give the peer a moment to answer with its close frame, then tear the stream and session down.
+    if (!this.graceTimer) {
+      this.graceTimer = setTimeout(() => this.finish(code, reason), CLOSE_GRACE_MS / 4);
+      this.graceTimer.unref();
+    }
   }
 
   private finish(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
     this.stream.close();
-    this.session.close();
-    // A session that does not close gracefully (peer gone) is destroyed.
-    setTimeout(() => this.session.destroy(), 1000).unref();
+    // A session that does not close gracefully (peer gone) is destroyed. One session carries one
+    // WebSocket here, so closing the session is what frees the TLS socket.
+    const destroyTimer = setTimeout(() => this.session.destroy(), CLOSE_GRACE_MS);
+    destroyTimer.unref();
+    if (this.session.closed || this.session.destroyed) clearTimeout(destroyTimer);
+    else this.session.close(() => clearTimeout(destroyTimer));
     this.emit('close', code, reason);
   }
+  private graceTimer: NodeJS.Timeout | null = null;
 }
 
 function wsUrl(env: Environment, path: string): string {
@@ -199,7 +220,7 @@ function withDeadline<T>(
         reject(e);
       });
     const timer = setTimeout(() => fail(new TimeoutError(what, opts.timeoutMs)), opts.timeoutMs);
-    const onAbort = () => fail(new SignalError('CANCELLED', `${what} was cancelled`));
+    const onAbort = () => fail(new CancelledError(what));
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     start(
@@ -259,7 +280,7 @@ function openHttp2(opts: OpenOptions): Promise<FrameTransport> {
       // RFC 8441: CONNECT with :protocol is allowed only once the server's SETTINGS enable it.
       session.once('remoteSettings', (settings) => {
         if (!settings.enableConnectProtocol) {
-          reject(new NetworkError(`${opts.env.chatUrl} does not support WebSocket over HTTP/2`));
+          reject(new NoExtendedConnectError(opts.env.chatUrl));
           session.destroy();
           return;
         }
@@ -295,6 +316,13 @@ function openHttp2(opts: OpenOptions): Promise<FrameTransport> {
   );
 }
 
+/** The server speaks HTTP/2 but did not enable RFC 8441 extended CONNECT in its SETTINGS. */
+class NoExtendedConnectError extends NetworkError {
+  constructor(url: string) {
+    super(`${url} speaks HTTP/2 but does not accept WebSocket over HTTP/2 (RFC 8441)`);
+  }
+}
+
 const detected = new Map<string, 'http1' | 'http2'>();
 
 /** Which WebSocket transport an origin speaks, by TLS ALPN; remembered for the process. */
@@ -328,8 +356,28 @@ export function detectTransport(env: Environment, timeoutMs: number): Promise<'h
   });
 }
 
+/**
+ * Opens a WebSocket to `opts.path` on the environment's chat host with the transport the
+ * environment names. `auto` asks ALPN; an HTTP/2 server that does not enable extended CONNECT
+ * (most HTTP/2 front ends serving HTTP/1.1 upgrades too) falls back to HTTP/1.1, remembered.
+ * Rejects with UnauthorizedError on HTTP 401/403, TimeoutError, CancelledError on abort, or
+ * NetworkError.
+ */
 export async function openTransport(opts: OpenOptions): Promise<FrameTransport> {
-  let kind: TransportKind = opts.env.transport;
-  if (kind === 'auto') kind = await detectTransport(opts.env, opts.timeoutMs);
-  return kind === 'http2' ? openHttp2(opts) : openHttp1(opts);
+  const kind: TransportKind = opts.env.transport;
+  if (kind === 'http1') return openHttp1(opts);
+  if (kind === 'http2') return openHttp2(opts);
+  if ((await detectTransport(opts.env, opts.timeoutMs)) === 'http1') return openHttp1(opts);
+  try {
+    return await openHttp2(opts);
+  } catch (e) {
+    if (!(e instanceof NoExtendedConnectError)) throw e;
+    detected.set(new URL(opts.env.chatUrl).origin, 'http1');
+    return openHttp1(opts);
+  }
+}
+
+/** Forgets what detectTransport learned (tests that reuse a port for a different server). */
+export function forgetDetectedTransports(): void {
+  detected.clear();
 }
