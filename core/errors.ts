@@ -155,6 +155,36 @@ export class ClosedError extends SignalError {
   }
 }
 
+/**
+ * Contact discovery cannot answer: on a custom server (libsignal's Net reaches only Signal's own
+ * CDSI, PROTOCOL.md §1), or CDSI failed and the contacts table does not know the numbers either.
+ * Never reported as "not registered": the answer is unknown, and says so.
+ */
+export class CdsiUnavailableError extends SignalError {
+  readonly numbers: string[];
+  constructor(numbers: string[], message: string, options?: { cause?: unknown }) {
+    super('CDSI_UNAVAILABLE', message, options);
+    this.numbers = numbers;
+  }
+}
+
+/** CDSI rejected the request token (close code 4101, PROTOCOL.md §8). */
+export class CdsiInvalidTokenError extends SignalError {
+  constructor(
+    message = 'Contact discovery rejected the request token',
+    options?: { cause?: unknown },
+  ) {
+    super('CDSI_INVALID_TOKEN', message, options);
+  }
+}
+
+/** The CDSI enclave could not be attested, or the handshake with it failed (PROTOCOL.md §8). */
+export class CdsiAttestationError extends SignalError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CDSI_ATTESTATION', message, options);
+  }
+}
+
 export function isSignalError(e: unknown): e is SignalError {
   return e instanceof SignalError;
 }

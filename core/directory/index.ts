@@ -1,0 +1,28 @@
+/** Phone-number lookup: E.164 normalization, CDSI over libsignal's Net, the cached, merging directory. */
+export { normalizeNumber } from './number';
+export {
+  cdsiLookup,
+  convertCdsiResponse,
+  DEFAULT_CDSI_TIMEOUT_MS,
+  disposeSharedNets,
+  mapCdsiError,
+  NetCdsiBackend,
+  sharedNet,
+  sharedNetCount,
+  type CdsiAciAccessKey,
+  type CdsiBackend,
+  type CdsiCredentials,
+  type CdsiEntries,
+  type CdsiEntry,
+  type CdsiEnvironment,
+  type CdsiQuery,
+} from './cdsi';
+export {
+  DEFAULT_CACHE_TTL,
+  Directory,
+  resolveRecipient,
+  type CacheTtl,
+  type ContactsSource,
+  type DirectoryOptions,
+  type LookupOptions,
+} from './directory';
