@@ -5,8 +5,8 @@
  *
  * "Possible" (a length the country's numbering plan allows, checked against libphonenumber's full
  * `max` metadata) rather than "valid" (inside a range known to be assigned): ranges change faster
- * than the library's metadata, and the numbers used in tests, the sandbox and Signal's staging
- * (the fictional +1 555 area) are possible but not valid, so a "valid" rule would refuse them. The
+ * than the library's metadata, and numbers in the fictional +1 555 area (used by this project's
+ * tests, sandbox and examples) are possible but not valid, so a "valid" rule would refuse them. The
  * numbers `@signalapp/mock-server` hands out (`+141549` and five random digits) are both.
  */
 import {
