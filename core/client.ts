@@ -22,6 +22,7 @@ import * as api from './api';
 import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
 import { decryptProvisionEnvelope } from './crypto/provisioning';
 import { normalizeNumber } from './directory/number';
+import { Directory, resolveRecipient, type CdsiBackend } from './directory';
 import { encryptDeviceName } from './crypto/device-name';
 import {
   generateKyberPreKey,
@@ -79,6 +80,8 @@ export interface SignalClientOptions {
   environment: EnvironmentOptions;
   deviceName?: string;
   identityTrust?: IdentityTrust;
+  /** ISO 3166 country (e.g. `DE`) for numbers written without a country code. */
+  defaultRegion?: string;
   logger?: Logger;
   /** Timing overrides for tests and fault injection. */
   connection?: {
@@ -89,6 +92,8 @@ export interface SignalClientOptions {
   };
   /** Prekey maintenance overrides (tests). */
   prekeys?: { threshold?: number; batchSize?: number };
+  /** Contact discovery override (tests): `null` = contacts only. Default: libsignal's Net. */
+  cdsi?: CdsiBackend | null;
   now?: () => number;
 }
 
@@ -126,6 +131,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private readonly lock = new KeyedLock();
   private linkAbort: AbortController | null = null;
   private holdMaintenance = false;
+  private directoryValue: Directory | null = null;
   private readonly now: () => number;
 
   private constructor(
@@ -658,52 +664,66 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       throw new InvalidInputError('No recipient given');
     this.requireStore();
     if (!this.sender) throw new NotLinkedError('Not connected: call connect() first');
-    const target = classifyRecipient(to);
-    let serviceId: string;
-    if ('serviceId' in target) serviceId = target.serviceId;
-    else {
-      const [result] = await this.lookup([target.number]);
-      if (!result || !result.registered || !(result.aci ?? result.pni))
-        throw new NotOnSignalError(target.number);
-      serviceId = result.aci ?? `PNI:${result.pni}`;
+    const recipient = this.recipientForm(to);
+    const serviceId = await resolveRecipient(this.directory(), recipient);
+    try {
+      return await this.sender.sendText(serviceId, text);
+    } catch (e) {
+      // A number whose account is gone must not keep resolving from the cache.
+      if (e instanceof NotOnSignalError && recipient !== serviceId)
+        this.directoryValue?.forget([recipient]);
+      throw e;
     }
-    return this.sender.sendText(serviceId, text);
   }
 
   /**
    * Looks phone numbers up; results in input order. Every number is normalized first: an invalid one
-   * fails with INVALID_NUMBER naming it, before any network call. This engine version answers from
-   * the contacts table (filled by contacts sync, sender certificates and messages).
+   * fails with INVALID_NUMBER naming it, before any network call. Answers come from the cache, from
+   * contact discovery (CDSI, production and staging) or, when CDSI cannot answer (a custom server),
+   * from the contacts table; a number found nowhere is CDSI_UNAVAILABLE, never a guessed "not
+   * registered".
    */
-  async lookup(numbers: string[], _opts?: { signal?: AbortSignal }): Promise<LookupResult[]> {
+  async lookup(numbers: string[], opts: { signal?: AbortSignal } = {}): Promise<LookupResult[]> {
     this.assertOpen();
     if (!Array.isArray(numbers))
       throw new InvalidInputError('lookup() takes an array of phone numbers');
-    const normalized = numbers.map((n) => normalizeNumber(n));
+    const normalized = numbers.map((n) => normalizeNumber(n, this.options.defaultRegion));
+    this.requireStore();
+    return this.directory().lookup(normalized, opts);
+  }
+
+  /** A recipient with the default region applied to national numbers; service ids unchanged. */
+  private recipientForm(to: string): string {
+    const target = classifyRecipient(to);
+    return 'serviceId' in target
+      ? target.serviceId
+      : normalizeNumber(target.number, this.options.defaultRegion);
+  }
+
+  private directory(): Directory {
+    if (this.directoryValue) return this.directoryValue;
     const store = this.requireStore();
-    const found = store.contacts.findByNumbers(normalized);
-    // Never a silent "not registered": without contact discovery a miss is unknown, and says so.
-    const missing = [
-      ...new Set(normalized.filter((n) => !(found.get(n)?.aci ?? found.get(n)?.pni))),
-    ];
-    if (missing.length > 0) {
-      const where =
-        this.environment.cdsi === null ? 'on a custom server' : 'in this version of the engine';
-      throw new SignalError(
-        'CDSI_UNAVAILABLE',
-        `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not among this account's contacts, and contact discovery is not available ${where}`,
-      );
-    }
-    return normalized.map((number) => {
-      const c = found.get(number);
-      return {
-        number,
-        aci: c?.aci ?? null,
-        pni: c?.pni ?? null,
-        registered: true,
-        source: 'contacts' as const,
-      };
+    this.directoryValue = new Directory({
+      environment: this.environment,
+      auth: () => api.getDirectoryAuth(this.requireChat()),
+      contacts: {
+        findByNumbers: (e164s) => store.contacts.findByNumbers(e164s),
+        recordLookup: (results) =>
+          store.transaction(() => {
+            for (const r of results)
+              store.contacts.upsert({
+                e164: r.number,
+                ...(r.aci ? { aci: r.aci } : {}),
+                ...(r.pni ? { pni: r.pni } : {}),
+                source: 'cdsi',
+              });
+          }),
+      },
+      ...(this.options.cdsi !== undefined ? { cdsi: this.options.cdsi } : {}),
+      logger: this.logger,
+      now: this.now,
     });
+    return this.directoryValue;
   }
 
   /** Asks our primary device for contacts (and other sync data) (§7). */
@@ -766,6 +786,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.closed = true;
     this.linkAbort?.abort();
     this.prekeys?.stop();
+    this.directoryValue?.close();
     await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
     await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     // Let emits already scheduled for ACKed envelopes run, then stop: later ones replay next start.

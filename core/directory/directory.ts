@@ -176,11 +176,12 @@ export class Directory {
       else unknown.push(number);
     }
 
-    if (unknown.length > 0) {
+    // Cache, then contacts, then CDSI (DESIGN.md, data flow): a number the phone synced, or that
+    // wrote to us, needs no discovery request.
+    const rest = unknown.length > 0 ? this.knownContacts(unknown, answers) : unknown;
+    if (rest.length > 0) {
       const found =
-        this.cdsi === null
-          ? this.fromContacts(unknown, null)
-          : await this.fromCdsi(unknown, signal);
+        this.cdsi === null ? this.fromContacts(rest, null) : await this.fromCdsi(rest, signal);
       for (const r of found) answers.set(r.number, r);
     }
     return normalized.map((number) => ({ ...(answers.get(number) as LookupResult) }));
@@ -238,6 +239,27 @@ export class Directory {
   }
 
   // ------------------------------------------------------------------------------------ contacts
+
+  /** Puts contacts-table hits into `answers`; returns the numbers still unknown. */
+  private knownContacts(numbers: string[], answers: Map<string, LookupResult>): string[] {
+    let known: Map<string, { aci: string | null; pni: string | null }>;
+    try {
+      known = this.contacts.findByNumbers(numbers);
+    } catch (e) {
+      this.logger.warn('reading contacts failed; asking contact discovery', e);
+      return numbers;
+    }
+    const rest: string[] = [];
+    for (const number of numbers) {
+      const c = known.get(number);
+      const aci = c?.aci ? c.aci.toLowerCase() : null;
+      const pni = stripPni(c?.pni);
+      if (aci || pni)
+        answers.set(number, { number, aci, pni, registered: true, source: 'contacts' });
+      else rest.push(number);
+    }
+    return rest;
+  }
 
   /**
    * Answers from the contacts table, registered hits only. Throws when a number is not there:

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { CdsiBackend } from '../../core/directory';
 import { linkClient, startSandbox, withTimeout, type Sandbox } from './helpers';
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -52,5 +53,79 @@ describe('integration: contacts sync and sending to a phone number', function ()
       client.send('+1 2', 'x'),
       (e: unknown) => (e as { code?: string }).code === 'INVALID_NUMBER',
     );
+  });
+});
+
+describe('integration: lookup through contact discovery', function () {
+  this.timeout(60_000);
+  let sandbox: Sandbox;
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  it('asks CDSI with fresh directory credentials, merges, caches, and send() resolves through it', async () => {
+    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const bobNumber = String(bob.device.number);
+    const pni = (p: string) => p.replace(/^PNI:/, '').toLowerCase();
+    // The enclave cannot run here (attestation needs Signal's SGX servers; the Net wiring is tested
+    // in test/core/directory against a local TLS server): this backend answers from the mock's own
+    // accounts and records what the client sent it.
+    const calls: Array<{ username: string; e164s: string[] }> = [];
+    const cdsi: CdsiBackend = {
+      lookup: async (credentials, query) => {
+        calls.push({ username: credentials.username, e164s: [...query.e164s] });
+        const entries = new Map<string, { aci: string | null; pni: string | null }>();
+        for (const n of query.e164s)
+          if (n === bobNumber)
+            entries.set(n, { aci: bob.device.aci, pni: pni(String(bob.device.pni)) });
+        return entries;
+      },
+    };
+    const { client } = await linkClient(sandbox, alice, { cdsi });
+    const unknown = '+15550001234';
+    const [first, second] = await Promise.all([
+      client.lookup([bobNumber]),
+      client.lookup([unknown, bobNumber]),
+    ]);
+    assert.equal(calls.length, 1, 'lookups issued together share one CDSI request');
+    assert.deepEqual(calls[0]?.e164s.sort(), [bobNumber, unknown].sort());
+    assert.equal(calls[0]?.username, sandbox.directoryCredentials.at(-1)?.username);
+    assert.deepEqual(first, [
+      {
+        number: bobNumber,
+        aci: bob.device.aci,
+        pni: pni(String(bob.device.pni)),
+        registered: true,
+        source: 'cdsi',
+      },
+    ]);
+    assert.deepEqual(
+      second.map((r) => [r.number, r.registered, r.aci]),
+      [
+        [unknown, false, null],
+        [bobNumber, true, bob.device.aci],
+      ],
+    );
+    // Registered answers go to the contacts table; the next lookup is served from the cache.
+    assert.equal(client.storeForTesting?.contacts.findByNumber(bobNumber)?.aci, bob.device.aci);
+    const [cached] = await client.lookup([bobNumber]);
+    assert.equal(cached?.source, 'cache');
+    assert.equal(calls.length, 1);
+
+    const sent = await client.send(bobNumber, 'found you through CDSI');
+    assert.equal(sent.serviceId, bob.device.aci);
+    assert.equal(
+      (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
+      'found you through CDSI',
+    );
+    await assert.rejects(client.send(unknown, 'x'), (e: unknown) => {
+      const err = e as { code?: string; message?: string };
+      return err.code === 'NOT_ON_SIGNAL' && String(err.message).includes(unknown);
+    });
+    assert.equal(calls.length, 1, 'the unregistered answer was cached too');
   });
 });
