@@ -11,6 +11,22 @@ import type { IncomingEvent } from '../core/types';
 import { startSandbox, type PrimaryDevice, type Sandbox } from '../test/harness/sandbox';
 import { measureCeiling } from './ceiling';
 
+/** `BENCH_SCALE=0.1 npm run bench` runs a tenth of everything (a quick check, not for quoting). */
+const SCALE = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? 1) || 1));
+const n = (count: number) => Math.max(10, Math.round(count * SCALE));
+const RECEIVE = n(2000);
+const SEND = n(1000);
+const COST = n(500);
+const LOOKUP = n(1000);
+let lastTimestamp = 0;
+const warnings: string[] = [];
+const logger = {
+  debug: () => {},
+  info: () => {},
+  warn: (m: string) => void warnings.push(`warn ${m}`),
+  error: (m: string) => void warnings.push(`error ${m}`),
+};
+
 const rssMb = () => Math.round((process.memoryUsage().rss / 1024 / 1024) * 10) / 10;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -58,14 +74,16 @@ async function timedReceive(
   );
   if (!device) throw new Error('device unknown to the mock');
   // The mock's send resolves only once delivered: fire them all, wait until they sit in its queue.
-  const base = Date.now();
+  // Timestamps unique across the whole run: a repeat (sender, device, timestamp) is a duplicate.
+  const base = Math.max(Date.now(), lastTimestamp + 1);
+  lastTimestamp = base + count - 1;
   const queued = Array.from({ length: count }, (_, i) =>
     from.sendText(device, `bench ${i}`, { timestamp: base + i }),
   );
   const queues = (sandbox.server as unknown as { messageQueue: Map<unknown, unknown[]> })
     .messageQueue;
   await until(() => (queues.get(device)?.length ?? 0) >= count, 600_000, `${count} queued`);
-  const client = await SignalClient.open({ dataFile, environment: sandbox.environment });
+  const client = await SignalClient.open({ dataFile, environment: sandbox.environment, logger });
   prepare?.(client);
   let received = 0;
   client.on('event', (ev: IncomingEvent) => {
@@ -73,7 +91,11 @@ async function timedReceive(
   });
   const start = now();
   await client.connect();
-  await until(() => received >= count, 600_000, `${count} messages`);
+  await until(
+    () => received >= count,
+    Number(process.env.BENCH_WAIT_MS ?? 600_000),
+    `${count} messages`,
+  );
   const ms = now() - start;
   await Promise.all(queued);
   return { ms, client };
@@ -142,19 +164,19 @@ async function main(): Promise<void> {
     results.connect_ms = Math.round(connectTimes[2] ?? 0);
 
     console.log('receive: 2,000 messages from a mock primary…');
-    const rx = await timedReceive(sandbox, dataFile, bob, 2000);
+    const rx = await timedReceive(sandbox, dataFile, bob, RECEIVE);
     client = rx.client;
-    results.receive_msgs_per_s = Math.round(2000 / (rx.ms / 1000));
+    results.receive_msgs_per_s = Math.round(RECEIVE / (rx.ms / 1000));
 
     console.log('send: 1,000 messages (with sync transcripts)…');
     const drain = (async () => {
-      for (let i = 0; i < 1000; i++) await bob.waitForMessage();
+      for (let i = 0; i < SEND; i++) await bob.waitForMessage();
     })();
     const sendStart = now();
     let next = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
-        while (next < 1000) {
+        while (next < SEND) {
           const i = next++;
           await client.send(bob.device.aci, `out ${i}`);
         }
@@ -162,17 +184,17 @@ async function main(): Promise<void> {
     );
     const sendMs = now() - sendStart;
     await drain;
-    results.send_msgs_per_s = Math.round(1000 / (sendMs / 1000));
+    results.send_msgs_per_s = Math.round(SEND / (sendMs / 1000));
     await client.close();
 
     console.log('per-message receive cost: 100 sessions vs 20,000 sessions + 100,000 log rows…');
-    const small = await timedReceive(sandbox, dataFile, carol, 500, (c) => growStore(c, 100, 0));
+    const small = await timedReceive(sandbox, dataFile, carol, COST, (c) => growStore(c, 100, 0));
     await small.client.close();
-    const large = await timedReceive(sandbox, dataFile, carol, 500, (c) =>
+    const large = await timedReceive(sandbox, dataFile, carol, COST, (c) =>
       growStore(c, 19_900, 100_000),
     );
-    const costSmall = small.ms / 500;
-    const costLarge = large.ms / 500;
+    const costSmall = small.ms / COST;
+    const costLarge = large.ms / COST;
     results.receive_cost_ms_small_store = Math.round(costSmall * 1000) / 1000;
     results.receive_cost_ms_large_store = Math.round(costLarge * 1000) / 1000;
     results.receive_cost_ratio_large_store = Math.round((costLarge / costSmall) * 100) / 100;
@@ -180,7 +202,10 @@ async function main(): Promise<void> {
     console.log('lookup of 1,000 numbers from the contacts table…');
     const store = large.client.storeForTesting;
     if (!store) throw new Error('no store');
-    const numbers = Array.from({ length: 1000 }, (_, i) => `+1415555${String(i).padStart(4, '0')}`);
+    const numbers = Array.from(
+      { length: LOOKUP },
+      (_, i) => `+1415555${String(i).padStart(4, '0')}`,
+    );
     store.transaction(() => {
       for (const n of numbers)
         store.contacts.upsert({ e164: n, aci: randomUUID(), source: 'sync' });
@@ -188,9 +213,9 @@ async function main(): Promise<void> {
     const lookupStart = now();
     const found = await large.client.lookup(numbers);
     const lookupMs = now() - lookupStart;
-    if (found.length !== 1000 || !found.every((r) => r.registered))
+    if (found.length !== LOOKUP || !found.every((r) => r.registered))
       throw new Error('lookup returned wrong results');
-    results.lookup_contacts_per_s = Math.round(1000 / (lookupMs / 1000));
+    results.lookup_contacts_per_s = Math.round(LOOKUP / (lookupMs / 1000));
     await large.client.close();
     results.rss_mb_after = rssMb();
   } finally {
@@ -210,6 +235,7 @@ main().then(
   () => process.exit(0),
   (e: unknown) => {
     console.error('bench failed:', e);
+    if (warnings.length) console.error(warnings.slice(0, 30).join('\n'));
     process.exit(1);
   },
 );
