@@ -1,24 +1,28 @@
 /**
- * `npm run bench`: one run against the sandbox's mock server on 127.0.0.1, compared with the raw
- * libsignal ceiling measured in the same process. Writes bench-results.json and prints a table.
+ * `npm run bench`: one run against the sandbox's mock server on 127.0.0.1 (in its own process,
+ * bench/peer.ts), compared with the raw libsignal ceiling measured in this same process. Writes
+ * bench-results.json and prints a table. `BENCH_SCALE=0.1` runs a tenth of everything (a quick
+ * check, not for quoting).
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { SignalClient } from '../core/client';
+import type { EnvironmentOptions } from '../core/config';
 import type { IncomingEvent } from '../core/types';
-import { startSandbox, type PrimaryDevice, type Sandbox } from '../test/harness/sandbox';
 import { measureCeiling } from './ceiling';
+import type { PeerCommand, PeerReply } from './peer';
 
-/** `BENCH_SCALE=0.1 npm run bench` runs a tenth of everything (a quick check, not for quoting). */
 const SCALE = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? 1) || 1));
 const n = (count: number) => Math.max(10, Math.round(count * SCALE));
 const RECEIVE = n(2000);
 const SEND = n(1000);
 const COST = n(500);
 const LOOKUP = n(1000);
-let lastTimestamp = 0;
+const WAIT_MS = 600_000;
+
 const warnings: string[] = [];
 const logger = {
   debug: () => {},
@@ -30,22 +34,63 @@ const logger = {
 const rssMb = () => Math.round((process.memoryUsage().rss / 1024 / 1024) * 10) / 10;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
-async function linkNew(
-  sandbox: Sandbox,
-  phone: PrimaryDevice,
-  dataFile: string,
-): Promise<SignalClient> {
-  const client = await SignalClient.open({
-    dataFile,
-    environment: sandbox.environment,
-    deviceName: 'bench',
-  });
-  const provision = sandbox.server.waitForProvision();
-  await client.link({
-    onUrl: (url) =>
-      void provision.then((p) => p.complete({ provisionURL: url, primaryDevice: phone })),
-  });
-  return client;
+/** The mock server and its phones in a child process, driven by request/reply over IPC. */
+class Peer {
+  private readonly child: ChildProcess;
+  private nextId = 1;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+
+  constructor() {
+    const fromSources = __filename.endsWith('.ts');
+    this.child = fork(path.join(__dirname, fromSources ? 'peer.ts' : 'peer.js'), [], {
+      execArgv: fromSources ? ['--require', require.resolve('tsx/cjs')] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child.on('message', (reply: PeerReply) => {
+      const w = this.waiting.get(reply.id);
+      if (!w) return;
+      this.waiting.delete(reply.id);
+      if ('error' in reply) w.reject(new Error(`peer: ${reply.error}`));
+      else w.resolve(reply.result);
+    });
+    this.child.on('exit', (code) => {
+      for (const w of this.waiting.values()) w.reject(new Error(`peer exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+
+  call<T = null>(command: PeerCommand): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ id, command });
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.call({ cmd: 'stop' }).catch(() => undefined);
+    this.child.disconnect();
+  }
+}
+
+/** `BENCH_PROFILE=dir`: a CPU profile of a phase, for finding where the time goes. */
+async function startProfile(): Promise<((name: string) => Promise<void>) | null> {
+  const dir = process.env.BENCH_PROFILE;
+  if (!dir) return null;
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (name) => {
+    const { profile } = await session.post('Profiler.stop');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -56,49 +101,42 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-/** Queues `count` messages from `from` while the client is closed, then times reconnect → all emitted. */
+interface Bench {
+  peer: Peer;
+  environment: EnvironmentOptions;
+  dataFile: string;
+  account: { aci: string; deviceId: number };
+}
+
+let lastTimestamp = 0;
+
+/** Queues `count` messages from `from` while the client is closed, then times connect → all emitted. */
 async function timedReceive(
-  sandbox: Sandbox,
-  dataFile: string,
-  from: PrimaryDevice,
+  b: Bench,
+  from: string,
   count: number,
   prepare?: (client: SignalClient) => void,
-): Promise<{ ms: number; client: SignalClient }> {
-  const probe = await SignalClient.open({ dataFile, environment: sandbox.environment });
-  const account = probe.account;
-  await probe.close();
-  if (!account) throw new Error('not linked');
-  const device = await sandbox.server.getDeviceByServiceId(
-    account.aci as never,
-    account.deviceId as never,
-  );
-  if (!device) throw new Error('device unknown to the mock');
-  // The mock's send resolves only once delivered: fire them all, wait until they sit in its queue.
-  // Timestamps unique across the whole run: a repeat (sender, device, timestamp) is a duplicate.
+): Promise<{ ms: number; cpuMs: number; client: SignalClient }> {
+  // Timestamps unique across the whole run: a repeated (sender, device, timestamp) is a duplicate.
   const base = Math.max(Date.now(), lastTimestamp + 1);
   lastTimestamp = base + count - 1;
-  const queued = Array.from({ length: count }, (_, i) =>
-    from.sendText(device, `bench ${i}`, { timestamp: base + i }),
-  );
-  const queues = (sandbox.server as unknown as { messageQueue: Map<unknown, unknown[]> })
-    .messageQueue;
-  await until(() => (queues.get(device)?.length ?? 0) >= count, 600_000, `${count} queued`);
-  const client = await SignalClient.open({ dataFile, environment: sandbox.environment, logger });
+  await b.peer.call({ cmd: 'queue', from, ...b.account, count, base });
+  const client = await SignalClient.open({
+    dataFile: b.dataFile,
+    environment: b.environment,
+    logger,
+  });
   prepare?.(client);
   let received = 0;
   client.on('event', (ev: IncomingEvent) => {
     if (ev.type === 'message') received++;
   });
   const start = now();
+  const cpu = process.cpuUsage();
   await client.connect();
-  await until(
-    () => received >= count,
-    Number(process.env.BENCH_WAIT_MS ?? 600_000),
-    `${count} messages`,
-  );
-  const ms = now() - start;
-  await Promise.all(queued);
-  return { ms, client };
+  await until(() => received >= count, WAIT_MS, `${count} messages`);
+  const used = process.cpuUsage(cpu);
+  return { ms: now() - start, cpuMs: (used.user + used.system) / 1000, client };
 }
 
 /** Stores `n` extra sessions (copies of a real record under random ids) and log rows. */
@@ -126,80 +164,95 @@ async function main(): Promise<void> {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
     platform: `${os.platform()} ${os.arch()}`,
+    scale: SCALE,
   };
   console.log('measuring the libsignal ceiling…');
   const ceiling = await measureCeiling(2000);
   results.ceiling_msgs_per_s = Math.round(ceiling.msgsPerSecond);
+  results.ceiling_ms_per_msg = Math.round((1000 / ceiling.msgsPerSecond) * 1000) / 1000;
 
-  const sandbox = await startSandbox();
+  const peer = new Peer();
   try {
-    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    const carol = await sandbox.createPrimary({ profileName: 'Carol' });
-    const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
+    const environment = await peer.call<EnvironmentOptions>({ cmd: 'start' });
+    const bob = await peer.call<{ aci: string }>({ cmd: 'primary', name: 'bob' });
+    await peer.call({ cmd: 'primary', name: 'carol' });
+    await peer.call({ cmd: 'primary', name: 'alice', contacts: ['bob'] });
     const dataFile = path.join(dir, 'bench.db');
+
     console.log('linking…');
-    let client = await linkNew(sandbox, alice, dataFile);
+    let client = await SignalClient.open({ dataFile, environment, deviceName: 'bench', logger });
+    await peer.call({ cmd: 'expect-provision' });
+    await client.link({
+      onUrl: (url) =>
+        void peer
+          .call({ cmd: 'complete-provision', url, primary: 'alice' })
+          .catch((e: unknown) => console.error(e)),
+    });
     results.rss_mb_linked = rssMb();
-    // Bob needs a session with us before he can write.
-    const account = client.account;
-    if (!account) throw new Error('not linked');
-    const device = await sandbox.server.getDeviceByServiceId(
-      account.aci as never,
-      account.deviceId as never,
-    );
-    if (!device) throw new Error('device unknown');
-    for (const p of [bob, carol]) await p.addSingleUseKey(device, await device.popSingleUseKey());
+    const linked = client.account;
+    if (!linked) throw new Error('not linked');
+    const b: Bench = {
+      peer,
+      environment,
+      dataFile,
+      account: { aci: linked.aci, deviceId: linked.deviceId },
+    };
+    // Bob and Carol need one of our one-time keys before they can write.
+    await peer.call({ cmd: 'give-keys', ...b.account, to: ['bob', 'carol'] });
     await client.close();
 
-    console.log('connect time…');
+    console.log('connect time (median of 5)…');
     const connectTimes: number[] = [];
     for (let i = 0; i < 5; i++) {
       const start = now();
-      const c = await SignalClient.open({ dataFile, environment: sandbox.environment });
+      const c = await SignalClient.open({ dataFile, environment, logger });
       await c.connect();
       connectTimes.push(now() - start);
       await c.close();
     }
-    connectTimes.sort((a, b) => a - b);
+    connectTimes.sort((x, y) => x - y);
     results.connect_ms = Math.round(connectTimes[2] ?? 0);
 
-    console.log('receive: 2,000 messages from a mock primary…');
-    const rx = await timedReceive(sandbox, dataFile, bob, RECEIVE);
+    console.log(`receive: ${RECEIVE} messages from a mock primary…`);
+    const rx = await timedReceive(b, 'bob', RECEIVE);
     client = rx.client;
     results.receive_msgs_per_s = Math.round(RECEIVE / (rx.ms / 1000));
+    results.receive_cpu_ms_per_msg = Math.round((rx.cpuMs / RECEIVE) * 1000) / 1000;
 
-    console.log('send: 1,000 messages (with sync transcripts)…');
-    const drain = (async () => {
-      for (let i = 0; i < SEND; i++) await bob.waitForMessage();
-    })();
+    console.log(`send: ${SEND} messages (with sync transcripts), 8 at a time…`);
+    await peer.call({ cmd: 'start-drain', who: 'bob', count: SEND });
+    const profiler = await startProfile();
     const sendStart = now();
+    const sendCpu = process.cpuUsage();
     let next = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
         while (next < SEND) {
           const i = next++;
-          await client.send(bob.device.aci, `out ${i}`);
+          await client.send(bob.aci, `out ${i}`);
         }
       }),
     );
     const sendMs = now() - sendStart;
-    await drain;
+    const sendCpuUs = process.cpuUsage(sendCpu);
+    await profiler?.('send');
+    results.send_cpu_ms_per_msg =
+      Math.round(((sendCpuUs.user + sendCpuUs.system) / 1000 / SEND) * 1000) / 1000;
+    await peer.call({ cmd: 'drained' });
     results.send_msgs_per_s = Math.round(SEND / (sendMs / 1000));
     await client.close();
 
-    console.log('per-message receive cost: 100 sessions vs 20,000 sessions + 100,000 log rows…');
-    const small = await timedReceive(sandbox, dataFile, carol, COST, (c) => growStore(c, 100, 0));
+    console.log(`per-message receive cost: 100 vs 20,000 sessions + 100,000 log rows…`);
+    const small = await timedReceive(b, 'carol', COST, (c) => growStore(c, 100, 0));
     await small.client.close();
-    const large = await timedReceive(sandbox, dataFile, carol, COST, (c) =>
-      growStore(c, 19_900, 100_000),
-    );
+    const large = await timedReceive(b, 'carol', COST, (c) => growStore(c, 19_900, 100_000));
     const costSmall = small.ms / COST;
     const costLarge = large.ms / COST;
     results.receive_cost_ms_small_store = Math.round(costSmall * 1000) / 1000;
     results.receive_cost_ms_large_store = Math.round(costLarge * 1000) / 1000;
     results.receive_cost_ratio_large_store = Math.round((costLarge / costSmall) * 100) / 100;
 
-    console.log('lookup of 1,000 numbers from the contacts table…');
+    console.log(`lookup of ${LOOKUP} numbers from the contacts table…`);
     const store = large.client.storeForTesting;
     if (!store) throw new Error('no store');
     const numbers = Array.from(
@@ -207,8 +260,8 @@ async function main(): Promise<void> {
       (_, i) => `+1415555${String(i).padStart(4, '0')}`,
     );
     store.transaction(() => {
-      for (const n of numbers)
-        store.contacts.upsert({ e164: n, aci: randomUUID(), source: 'sync' });
+      for (const num of numbers)
+        store.contacts.upsert({ e164: num, aci: randomUUID(), source: 'sync' });
     });
     const lookupStart = now();
     const found = await large.client.lookup(numbers);
@@ -219,7 +272,7 @@ async function main(): Promise<void> {
     await large.client.close();
     results.rss_mb_after = rssMb();
   } finally {
-    await sandbox.close();
+    await peer.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const ceil = results.ceiling_msgs_per_s as number;
