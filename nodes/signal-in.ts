@@ -2,7 +2,7 @@
  * signal-in: one msg per received item. msg.to is the sender, so signal-in → function → signal-out
  * answers with no configuration.
  */
-import { accountOf } from './lib/account';
+import { accountOf, NO_ACCOUNT } from './lib/account';
 import type { IncomingEvent } from '../core/types';
 import type { Node, RED } from './lib/red';
 import { messageFor, IN_TYPES, type InType } from './lib/msg';
@@ -29,6 +29,7 @@ export = function register(RED: RED): void {
     const account = accountOf(RED, config.account);
     if (!account) {
       node.status({ fill: 'red', shape: 'ring', text: 'no account' });
+      node.error(NO_ACCOUNT);
       node.on('close', (_r: boolean, done: () => void) => done());
       return;
     }

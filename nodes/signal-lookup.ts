@@ -2,7 +2,7 @@
  * signal-lookup: which of these phone numbers are on Signal, and under which ids.
  */
 import { SignalError } from '../core/errors';
-import { accountOf } from './lib/account';
+import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
 import type { Node, NodeMessage, RED } from './lib/red';
 import { numbersOf } from './lib/msg';
 import { fail } from './lib/status';
@@ -12,18 +12,19 @@ export = function register(RED: RED): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const account = accountOf(RED, config.account);
-    if (!account) node.status({ fill: 'red', shape: 'ring', text: 'no account' });
-    else account.register(node);
+    if (!account) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
+      node.error(NO_ACCOUNT);
+    } else account.register(node);
 
     node.on(
       'input',
       (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
         void (async () => {
           try {
-            if (!account)
-              throw new SignalError('NOT_LINKED', 'No Signal account is configured for this node');
+            if (!account) throw new SignalError('NOT_LINKED', NO_ACCOUNT);
             const { numbers, single } = numbersOf(msg.payload);
-            const client = await account.client();
+            const client = await linkedClient(account);
             const results = await client.lookup(numbers);
             const strip = results.map(({ number, aci, pni, registered }) => ({
               number,

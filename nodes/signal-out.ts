@@ -3,9 +3,9 @@
  * many. Per-recipient results go on msg.signal; any failure also reaches Catch nodes via done(err).
  */
 import { SignalError } from '../core/errors';
-import { accountOf } from './lib/account';
+import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
 import type { Node, NodeMessage, RED } from './lib/red';
-import { textOf, recipientsOf, type SendOutcome } from './lib/msg';
+import { recipientsOf, textOf, type SendOutcome } from './lib/msg';
 import { codeOf, fail } from './lib/status';
 
 interface OutConfig {
@@ -20,31 +20,25 @@ export = function register(RED: RED): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const account = accountOf(RED, config.account);
-    if (!account) node.status({ fill: 'red', shape: 'ring', text: 'no account' });
-    else account.register(node);
+    if (!account) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
+      node.error(NO_ACCOUNT);
+    } else account.register(node);
 
     node.on(
       'input',
       (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
         void (async () => {
-          if (!account)
-            return fail(
-              node,
-              new SignalError('NOT_LINKED', 'No Signal account is configured for this node'),
-              msg,
-              done,
-            );
+          if (!account) return fail(node, new SignalError('NOT_LINKED', NO_ACCOUNT), msg, done);
           let text: string;
           let recipients: string[];
-          try {
-            text = textOf(msg.payload);
-            recipients = recipientsOf(msg.to, config.to);
-          } catch (e) {
-            return fail(node, e, msg, done);
-          }
           let client;
           try {
-            client = await account.client();
+            // The msg is checked first: a bad msg is an error whatever the account's state.
+            text = textOf(msg.payload);
+            const opened = await account.client();
+            recipients = recipientsOf(msg.to, config.to, opened.options.defaultRegion);
+            client = await linkedClient(account);
           } catch (e) {
             return fail(node, e, msg, done);
           }

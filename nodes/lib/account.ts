@@ -1,6 +1,7 @@
 /** What flow nodes may use of a signal-account config node. */
 import type { EventEmitter } from 'node:events';
 import type { SignalClient } from '../../core/client';
+import { NotLinkedError } from '../../core/errors';
 import type { ClientState } from '../../core/types';
 import type { Node, RED } from './red';
 
@@ -19,3 +20,21 @@ export function accountOf(RED: RED, id: string | undefined): AccountNode | null 
   const n = RED.nodes.getNode(id) as AccountNode | null;
   return n && typeof n.client === 'function' ? n : null;
 }
+
+/**
+ * The account's client, once it has an account: before linking the engine would only say "not
+ * connected", so the node says what to do instead.
+ */
+export async function linkedClient(account: AccountNode): Promise<SignalClient> {
+  const client = await account.client();
+  if (!client.account) {
+    throw new NotLinkedError(
+      `The Signal account "${account.name || account.id}" is not linked yet: open it in the editor and click "Link device"`,
+    );
+  }
+  return client;
+}
+
+/** What a flow node with no account shows and logs (Node-RED's MQTT nodes do the same). */
+export const NO_ACCOUNT =
+  'No Signal account is configured for this node: choose one in its settings';

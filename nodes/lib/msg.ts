@@ -1,11 +1,26 @@
 /** msg ↔ engine mapping for the flow nodes: validation of what flows send, and what they receive. */
+import { classifyRecipient } from '../../core/client';
+import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
 import type { IncomingEvent } from '../../core/types';
 import type { NodeMessage } from './red';
 
-/** Signal's own limit on a message body is far below this; larger payloads are refused up front. */
-const MAX_TEXT_BYTES = 64 * 1024;
-const MAX_RECIPIENTS = 1000;
+/**
+ * The most text one message carries: 2048 bytes of UTF-8. Signal's apps send longer text as a
+ * "long text" attachment and treat a longer inline body as too long (Signal-Desktop's
+ * LONG_ATTACHMENT_LIMIT cuts it there); this package sends no attachments yet, so longer text is
+ * refused with an error rather than cut on the recipient's screen.
+ */
+export const MAX_TEXT_BYTES = 2048;
+/**
+ * The most recipients per msg. Each one is a separate end-to-end encrypted send, one after the
+ * other, and Signal rate-limits (then challenges with a captcha) accounts that message many people
+ * at once; a longer list is a broadcast to split over several messages, and a mistake (a whole
+ * table in msg.to) should not turn into hundreds of sends.
+ */
+export const MAX_RECIPIENTS = 100;
+/** The most numbers per signal-lookup msg (one contact-discovery request). */
+export const MAX_LOOKUP_NUMBERS = 1000;
 
 export interface SendOutcome {
   to: string;
@@ -14,49 +29,83 @@ export interface SendOutcome {
   error?: { code: string; message: string };
 }
 
+/** "null", "an array", "a number (42)": what a flow actually sent, for error messages. */
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'missing';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number' || typeof value === 'boolean')
+    return `a ${typeof value} (${value})`;
+  return `${typeof value === 'object' ? 'an' : 'a'} ${typeof value}`;
+}
+
+const AS_TEXT =
+  'give the phone number as text with its country code, e.g. "+15551234567" (a number loses the "+" and any leading zero)';
+
 export function textOf(payload: unknown): string {
   if (typeof payload === 'string') {
     if (payload.length === 0)
       throw new InvalidInputError('msg.payload is empty: there is no text to send');
-    if (Buffer.byteLength(payload) > MAX_TEXT_BYTES) {
+    const bytes = Buffer.byteLength(payload);
+    if (bytes > MAX_TEXT_BYTES) {
       throw new InvalidInputError(
-        `msg.payload is too long (${Buffer.byteLength(payload)} bytes; at most ${MAX_TEXT_BYTES})`,
+        `msg.payload is too long: ${bytes} bytes of text, and a Signal message carries at most ${MAX_TEXT_BYTES} bytes (UTF-8); shorten it or split it over several messages`,
       );
     }
     return payload;
   }
   if (typeof payload === 'number' || typeof payload === 'boolean') return String(payload);
-  const kind =
-    payload === null
-      ? 'null'
-      : Array.isArray(payload)
-        ? 'an array'
-        : typeof payload === 'undefined'
-          ? 'missing'
-          : `a ${typeof payload}`;
   throw new InvalidInputError(
-    `msg.payload must be text (a string, number or boolean), but it is ${kind}`,
+    `msg.payload must be text (a string, number or boolean), but it is ${kindOf(payload)}`,
   );
 }
 
-export function recipientsOf(to: unknown, fallback: string | undefined): string[] {
+/**
+ * The recipients of one msg, trimmed, each checked (an E.164 number, an ACI UUID or PNI:<uuid>)
+ * before anything is sent, so that a bad entry in a list sends to nobody rather than to some.
+ */
+export function recipientsOf(
+  to: unknown,
+  fallback: string | undefined,
+  defaultRegion?: string,
+): string[] {
   const raw = to ?? (fallback ? fallback : undefined);
   if (raw === undefined || raw === '')
     throw new InvalidInputError('No recipient: set msg.to or the node\'s "To"');
+  if (typeof raw === 'number') throw new InvalidInputError(`msg.to is ${kindOf(raw)}: ${AS_TEXT}`);
   const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null;
-  if (!list)
-    throw new InvalidInputError('msg.to must be a phone number, a Signal id, or an array of them');
+  if (!list) {
+    throw new InvalidInputError(
+      `msg.to must be a phone number, a Signal id, or an array of them, but it is ${kindOf(raw)}`,
+    );
+  }
   const out = list
-    .map((r) => {
-      if (typeof r !== 'string')
-        throw new InvalidInputError(`Recipient ${JSON.stringify(r)} is not a string`);
-      return r.trim();
+    .map((r: unknown, i) => {
+      if (typeof r === 'string') return r.trim();
+      throw new InvalidInputError(
+        `msg.to[${i}] is ${kindOf(r)}, not text: ${typeof r === 'number' ? AS_TEXT : 'give a phone number, an ACI or PNI:<uuid>'}`,
+      );
     })
     .filter((r) => r.length > 0);
   if (out.length === 0) throw new InvalidInputError('No recipient: msg.to is empty');
-  if (out.length > MAX_RECIPIENTS)
-    throw new InvalidInputError(`Too many recipients (${out.length}; at most ${MAX_RECIPIENTS})`);
+  if (out.length > MAX_RECIPIENTS) {
+    throw new InvalidInputError(
+      `Too many recipients: ${out.length}, and one message goes to at most ${MAX_RECIPIENTS}; split the list over several messages`,
+    );
+  }
+  for (const r of out) checkRecipient(r, defaultRegion);
   return out;
+}
+
+/** Throws INVALID_INPUT or INVALID_NUMBER naming `r` unless it is a usable recipient. */
+function checkRecipient(r: string, defaultRegion: string | undefined): void {
+  if ('serviceId' in classifyRecipient(r)) return;
+  if (/^PNI:/i.test(r)) {
+    throw new InvalidInputError(
+      `"${r}" is not a valid PNI: write "PNI:" followed by the UUID, e.g. PNI:2bd3a1a0-9d6b-4bb4-9c5a-4a62d3e2c8f1`,
+    );
+  }
+  normalizeNumber(r, defaultRegion);
 }
 
 export type InType = 'message' | 'reaction' | 'receipt' | 'typing' | 'sync' | 'identity-change';
@@ -136,13 +185,23 @@ export function numbersOf(payload: unknown): { numbers: string[]; single: boolea
   if (Array.isArray(payload)) {
     if (payload.length === 0)
       throw new InvalidInputError('msg.payload is an empty array: give phone numbers');
-    if (payload.length > 1000)
-      throw new InvalidInputError(`Too many numbers (${payload.length}; at most 1000 per message)`);
-    for (const n of payload) {
-      if (typeof n !== 'string')
-        throw new InvalidInputError(`${JSON.stringify(n)} is not a phone number (strings only)`);
+    if (payload.length > MAX_LOOKUP_NUMBERS) {
+      throw new InvalidInputError(
+        `Too many numbers: ${payload.length}, and one lookup takes at most ${MAX_LOOKUP_NUMBERS}; split the list over several messages`,
+      );
     }
+    payload.forEach((n: unknown, i) => {
+      if (typeof n !== 'string') {
+        throw new InvalidInputError(
+          `msg.payload[${i}] is ${kindOf(n)}, not text: ${typeof n === 'number' ? AS_TEXT : 'give a phone number'}`,
+        );
+      }
+    });
     return { numbers: payload as string[], single: false };
   }
-  throw new InvalidInputError('msg.payload must be a phone number or an array of phone numbers');
+  if (typeof payload === 'number')
+    throw new InvalidInputError(`msg.payload is ${kindOf(payload)}: ${AS_TEXT}`);
+  throw new InvalidInputError(
+    `msg.payload must be a phone number or an array of phone numbers, but it is ${kindOf(payload)}`,
+  );
 }

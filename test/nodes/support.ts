@@ -1,0 +1,205 @@
+/**
+ * What the node tests share: the test helper typed by hand (it ships no types), waiting for a node's
+ * output, error or status, polling an admin route, and linking an account through the admin routes
+ * the way the editor does, with a mock phone approving.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { SignalClient } from '../../core/client';
+import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
+import { withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+
+/** A sinon spy call, as far as the tests read it. */
+export interface SpyCall {
+  args: unknown[];
+  thisValue: { id?: string; type?: string } | undefined;
+}
+interface Spy {
+  getCalls(): SpyCall[];
+}
+
+export interface Helper {
+  init(runtimePath: string): void;
+  settings(s: Record<string, unknown>): void;
+  load(nodes: unknown[], flow: unknown[]): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): unknown;
+  request(): Agent;
+  /** The spy on RED.log.log: every log line of the runtime and the nodes, whatever its level. */
+  log(): Spy;
+  /** Node.prototype, whose status/error/send... are spies while a flow is loaded. */
+  _NodePrototype: { status: Spy; error: Spy };
+}
+
+/** What the admin routes answer (every field the tests read). */
+export interface Body {
+  state: string;
+  url: string;
+  qr: string;
+  error: string;
+  account: { aci: string; number?: string };
+  linked: boolean;
+  connected: boolean;
+  number: string;
+}
+export interface Req extends Promise<{ body: Body; status: number }> {
+  send(body: unknown): Req;
+  set(header: string, value: string): Req;
+  expect(status: number): Promise<{ body: Body }>;
+}
+export interface Agent {
+  get(path: string): Req;
+  post(path: string): Req;
+  delete(path: string): Req;
+}
+
+export const helper = require('node-red-node-test-helper') as Helper;
+helper.init(require.resolve('node-red'));
+
+export interface TestNode {
+  id: string;
+  name?: string;
+  receive(msg: NodeMessage): void;
+  on(event: string, fn: (arg: never) => void): void;
+  removeListener(event: string, fn: (arg: never) => void): void;
+}
+
+export interface AccountTestNode {
+  client(): Promise<SignalClient>;
+}
+
+/** The next message a node receives (a helper node: the output of the node wired to it). */
+export function nextInput(
+  node: TestNode,
+  match: (m: NodeMessage) => boolean = () => true,
+  ms = 10_000,
+): Promise<NodeMessage> {
+  return withTimeout(
+    new Promise((resolve) => {
+      const on = (msg: NodeMessage) => {
+        if (!match(msg)) return;
+        node.removeListener('input', on as (arg: never) => void);
+        resolve(msg);
+      };
+      node.on('input', on as (arg: never) => void);
+    }),
+    ms,
+    'node output',
+  );
+}
+
+/** The next error a node reports: done(err) and node.error both end in the spied node.error. */
+export function nextError(node: TestNode, ms = 10_000): Promise<Error & { code?: string }> {
+  return withTimeout(
+    new Promise((resolve) => {
+      const on = (call: { args: unknown[] }) => {
+        node.removeListener('call:error', on as (arg: never) => void);
+        resolve(call.args[0] as Error & { code?: string });
+      };
+      node.on('call:error', on as (arg: never) => void);
+    }),
+    ms,
+    'node error',
+  );
+}
+
+/** Every status a node has shown since the flow was loaded, oldest first. */
+export function statusesOf(id: string): NodeStatus[] {
+  return helper._NodePrototype.status
+    .getCalls()
+    .filter((c) => c.thisValue?.id === id)
+    .map((c) => c.args[0] as NodeStatus);
+}
+
+export async function poll<T>(
+  fn: () => Promise<T>,
+  ok: (t: T) => boolean,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not reached within ${ms} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A signal-account config node for the sandbox's mock server. */
+export function accountConfig(sandbox: Sandbox, id: string, name = id): Record<string, unknown> {
+  return {
+    id,
+    type: 'signal-account',
+    name,
+    server: 'custom',
+    serviceUrl: sandbox.url,
+    caCert: sandbox.caCert,
+    trustRoots: sandbox.trustRoot,
+    deviceName: 'Node-RED test',
+    identityTrust: 'accept',
+  };
+}
+
+/**
+ * Links account `id` through the admin routes as the editor does: POST, poll until the QR code is
+ * there, let `phone` approve the provisioning URL, poll until linked and connected. Returns the
+ * provisioning URL (the secrets test searches the logs for it).
+ */
+export async function linkThroughAdminRoutes(
+  sandbox: Sandbox,
+  id: string,
+  phone: PrimaryDevice,
+): Promise<{ url: string }> {
+  const provision = sandbox.server.waitForProvision();
+  const started = await helper
+    .request()
+    .post(`/signal-account/${id}/link`)
+    .send({
+      server: 'custom',
+      serviceUrl: sandbox.url,
+      caCert: sandbox.caCert,
+      trustRoots: sandbox.trustRoot,
+    })
+    .expect(202);
+  assert.equal(started.body.state, 'waiting');
+  const waiting = await poll(
+    async () => (await helper.request().get(`/signal-account/${id}/link`).expect(200)).body,
+    (b) => Boolean(b.url && b.qr),
+    10_000,
+    'QR code',
+  );
+  assert.match(waiting.qr, /^<svg/);
+  assert.match(waiting.url, /^sgnl:\/\/linkdevice\?/);
+  await (await provision).complete({ provisionURL: waiting.url, primaryDevice: phone });
+  const linked = await poll(
+    async () => (await helper.request().get(`/signal-account/${id}/link`).expect(200)).body,
+    (b) => b.state === 'linked' || b.state === 'failed',
+    20_000,
+    'linked',
+  );
+  assert.equal(linked.state, 'linked', linked.error);
+  await poll(
+    async () => (await helper.request().get(`/signal-account/${id}/status`).expect(200)).body,
+    (b) => b.connected,
+    10_000,
+    'connected',
+  );
+  return { url: waiting.url };
+}
+
+/** The project root (the folder of package.json), from test/nodes or dist/test/nodes alike. */
+export function projectRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && /"@sigflow\/node-red-signal"/.test(fs.readFileSync(pkg, 'utf8')))
+      return dir;
+    const up = path.dirname(dir);
+    if (up === dir)
+      throw new Error(`No package.json of @sigflow/node-red-signal above ${__dirname}`);
+    dir = up;
+  }
+}
