@@ -13,6 +13,7 @@ export type PeerCommand =
   | { cmd: 'complete-provision'; url: string; primary: string }
   | { cmd: 'give-keys'; aci: string; deviceId: number; to: string[] }
   | { cmd: 'queue'; from: string; aci: string; deviceId: number; count: number; base: number }
+  | { cmd: 'send'; from: string; aci: string; deviceId: number; text: string }
   | { cmd: 'start-drain'; who: string; count: number }
   | { cmd: 'drained' }
   | { cmd: 'stop' };
@@ -87,6 +88,12 @@ async function run(c: PeerCommand): Promise<unknown> {
         }
       ).messageQueue;
       while ((queues.get(d)?.length ?? 0) < c.count) await new Promise((r) => setTimeout(r, 5));
+      return null;
+    }
+    case 'send': {
+      // To an online client: not awaited (the mock resolves on delivery, after our ACK).
+      const d = await device(c.aci, c.deviceId);
+      deliveries.push(need(primaries.get(c.from), c.from).sendText(d, c.text));
       return null;
     }
     case 'start-drain': {
