@@ -4,8 +4,6 @@
  * the way the editor does, with a mock phone approving.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { SignalClient } from '../../core/client';
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
 import { withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
@@ -188,18 +186,4 @@ export async function linkThroughAdminRoutes(
     'connected',
   );
   return { url: waiting.url };
-}
-
-/** The project root (the folder of package.json), from test/nodes or dist/test/nodes alike. */
-export function projectRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg) && /"@sigflow\/node-red-signal"/.test(fs.readFileSync(pkg, 'utf8')))
-      return dir;
-    const up = path.dirname(dir);
-    if (up === dir)
-      throw new Error(`No package.json of @sigflow/node-red-signal above ${__dirname}`);
-    dir = up;
-  }
 }
