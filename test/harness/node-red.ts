@@ -3,10 +3,11 @@
  * user dir, loading this package's nodes: what the test helper cannot give (its runtime stubs
  * adminAuth out, and it serves no editor). Used by the admin-permission and browser tests.
  *
- * Run compiled (dist/test/harness/node-red.js, `npm test`) it loads dist/nodes, as Node-RED would
- * load the installed package. Run from source (tsx, `npm run test:dev`) it writes a private nodes
- * folder into the user dir, one small .js per node that requires nodes/<type>.ts, beside copies of
- * the .html, locales/ and icons/, and starts Node-RED with tsx's require hook: dist/ is not touched.
+ * Run compiled (dist/test/harness/node-red.js, `npm test`) it loads the project folder as a package
+ * (package.json → dist/nodes), as Node-RED loads the installed package. Run from source (tsx,
+ * `npm run test:dev`) it writes a private package into the user dir: a package.json, one small .js
+ * per node that requires nodes/<type>.ts, copies of the .html, locales/ and icons/; Node-RED starts
+ * with tsx's require hook. dist/ is not touched.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -65,21 +66,41 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The nodes folder Node-RED loads, and the node flags it needs to load it. */
-function nodesFolder(root: string, userDir: string): { dir: string; execArgv: string[] } {
+/**
+ * The folder Node-RED loads the package from, and the node flags it needs to load it. Node-RED
+ * loads a nodesDir folder that has a package.json with a "node-red" section as a module: its nodes
+ * get their locales/ (i18n catalogs) and icons/. Loose .js files in a nodesDir count as core files
+ * and get no catalog, so the editor would show raw message keys.
+ */
+function packageFolder(root: string, userDir: string): { dir: string; execArgv: string[] } {
   if (path.extname(__filename) === '.js') {
-    const dir = path.join(root, 'dist', 'nodes');
     for (const t of NODE_TYPES) {
-      for (const f of [`${t}.js`, `${t}.html`]) {
-        if (!fs.existsSync(path.join(dir, f)))
-          throw new Error(`${path.join(dir, f)} is missing: run the build first`);
+      for (const f of [`${t}.js`, `${t}.html`, path.join('locales', 'en-US', `${t}.json`)]) {
+        const file = path.join(root, 'dist', 'nodes', f);
+        if (!fs.existsSync(file)) throw new Error(`${file} is missing: run the build first`);
       }
     }
-    return { dir, execArgv: [] };
+    return { dir: root, execArgv: [] };
   }
   const src = path.join(root, 'nodes');
-  const dir = path.join(userDir, 'sigflow-nodes');
+  const dir = path.join(userDir, 'sigflow-package');
   fs.mkdirSync(dir, { recursive: true });
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+    'node-red': { version: string };
+  };
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({
+      name: pkg.name,
+      version: pkg.version,
+      'node-red': {
+        version: pkg['node-red'].version,
+        nodes: Object.fromEntries(NODE_TYPES.map((t) => [t, `${t}.js`])),
+      },
+    }),
+  );
   for (const t of NODE_TYPES) {
     fs.writeFileSync(
       path.join(dir, `${t}.js`),
@@ -97,7 +118,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-node-red-'));
   const dataDir = path.join(userDir, 'signal');
   const port = await freePort();
-  const nodes = nodesFolder(root, userDir);
+  const nodes = packageFolder(root, userDir);
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(opts.flows, null, 2));
   const settings = {
     uiHost: '127.0.0.1',

@@ -106,7 +106,9 @@ async function main(): Promise<void> {
         uiPort: port,
         flowFile: 'flows.json',
         credentialSecret: false,
-        nodesDir: [path.join(root, 'dist', 'nodes')],
+        // The project folder, loaded as the package its package.json describes (→ dist/nodes): loose
+        // node files in a nodesDir count as core files and get no locale catalog (raw i18n keys).
+        nodesDir: [root],
         signalAccountDataDir: path.join(work, 'signal'),
         editorTheme: { tours: false },
         logging: { console: { level: 'info' } },
