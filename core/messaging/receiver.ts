@@ -261,7 +261,11 @@ export class Receiver {
       );
     } catch (e) {
       if (e instanceof DropError) {
-        if (e.after) await e.after();
+        // A failed retry request must not turn a deliberate drop into a redelivery loop.
+        if (e.after)
+          await e
+            .after()
+            .catch((err: unknown) => this.opts.logger.warn('receiver: retry request failed', err));
         return this.drop(e.reason, e.message);
       }
       // A store failure or a bug: not ACKed, so the server keeps the envelope for a later try.
@@ -423,7 +427,11 @@ export class Receiver {
         const pending = this.opts.store.pendingEvents(key);
         this.schedule(key, pending);
       } else {
+        // A redelivery (a lost ACK, a reconnect): common and harmless, so logged at debug level.
         this.drops.set('duplicate', (this.drops.get('duplicate') ?? 0) + 1);
+        this.opts.logger.debug(
+          `receiver: dropped envelope (duplicate): ${key.sender}.${key.device} ${key.timestamp} already received`,
+        );
       }
       return 200;
     }
