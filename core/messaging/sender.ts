@@ -20,7 +20,13 @@ import {
 } from '@signalapp/libsignal-client';
 import { deriveAccessKey } from '../crypto/access-key';
 import { padMessage } from '../crypto/padding';
-import { IdentityChangedError, ProtocolError, RateLimitedError, SignalError } from '../errors';
+import {
+  IdentityChangedError,
+  NetworkError,
+  ProtocolError,
+  RateLimitedError,
+  SignalError,
+} from '../errors';
 import type { Logger } from '../log';
 import type { SendResult } from '../types';
 import type { signalservice } from '../../proto';
@@ -117,6 +123,8 @@ export interface SenderOptions {
   maxDeviceRetries?: number;
   /** How many times to wait out a 413/429 before failing with RATE_LIMITED. */
   maxRateLimitRetries?: number;
+  /** How many times a send whose connection dropped before the answer goes again. Default 3. */
+  maxNetworkRetries?: number;
   /** Longest Retry-After the sender waits by itself; longer waits fail at once with RATE_LIMITED. */
   maxRateLimitWaitSeconds?: number;
   sleep?: (ms: number) => Promise<void>;
@@ -215,7 +223,7 @@ export class Sender {
       }
       const body = { messages, timestamp, online: false, urgent: options.urgent };
       try {
-        await this.opts.api.sendMessages(serviceId, body, accessKey);
+        await this.putWithResend(serviceId, body, accessKey);
         this.opts.store.addSent({ timestamp, recipient: serviceId, devices, content: plaintext });
         return { timestamp, serviceId, devices, sealed: accessKey !== undefined };
       } catch (e) {
@@ -249,6 +257,29 @@ export class Sender {
           );
         }
         throw e;
+      }
+    }
+  }
+
+  /**
+   * PUT /v1/messages; when the connection drops before the answer, the same ciphertexts go again
+   * once it is back (bounded). Never re-encrypted: a PUT that did reach the server is then delivered
+   * twice as the very same message, which the recipient's session recognises and drops, instead of
+   * as a second message with new keys. Only a lost connection is retried; every answer is final.
+   */
+  private async putWithResend(
+    serviceId: string,
+    body: Parameters<SenderApi['sendMessages']>[1],
+    accessKey: Uint8Array | undefined,
+  ): Promise<void> {
+    const max = this.opts.maxNetworkRetries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.api.sendMessages(serviceId, body, accessKey);
+        return;
+      } catch (e) {
+        if (!(e instanceof NetworkError) || attempt >= max) throw e;
+        this.opts.logger.info(`sender: connection lost during a send; sending it again`);
       }
     }
   }
