@@ -30,7 +30,7 @@ import type {
   SessionStore,
   SignedPreKeyStore,
 } from '@signalapp/libsignal-client';
-import { Envelope, toNumber } from '../../proto';
+import { Envelope, toNumber, type Content } from '../../proto';
 import { unpadMessage } from '../crypto/padding';
 import type { Logger } from '../log';
 import type { IncomingRequest } from '../net/types';
@@ -122,6 +122,22 @@ interface Identified {
   msgType: number;
   bytes: Uint8Array;
   kind: 'aci' | 'pni';
+}
+
+/**
+ * Plaintext content is not end-to-end authenticated: anyone who can put an envelope in our queue
+ * could write it. Signal's clients accept exactly one thing in it, a retry request
+ * (DecryptionErrorMessage), and reject a plaintext Content carrying anything else; so do we, or a
+ * forged "message" from any sender would be emitted as if it had been decrypted.
+ */
+function onlyRetryRequest(content: Content): void {
+  const fields = Object.keys(content.toJSON());
+  const others = fields.filter((f) => f !== 'decryptionErrorMessage');
+  if (!fields.includes('decryptionErrorMessage') || others.length > 0) {
+    throw new Error(
+      `plaintext content may carry only a retry request${others.length ? `, not ${others.join(', ')}` : ''}`,
+    );
+  }
 }
 
 const keyString = (k: ReceivedKey) => `${k.sender}|${k.device}|${k.timestamp}`;
@@ -365,9 +381,14 @@ export class Receiver {
       timestamp,
     );
     let effects: ContentEffects;
+    let retry: DecryptionErrorMessage | undefined;
     try {
       const content = parseContent(unpadMessage(plaintext));
+      if (ident.msgType === CiphertextMessageType.Plaintext) onlyRetryRequest(content);
       effects = contentEffects(content, { from: sender, timestamp, serverTimestamp, sealed });
+      // Parsed now, so that a corrupt retry request is a logged drop, not a failed follow-up.
+      if (effects.decryptionError)
+        retry = DecryptionErrorMessage.deserialize(new Uint8Array(effects.decryptionError));
     } catch (e) {
       // The session advanced: commit it with the log row so the ratchet stays in step; emit nothing.
       this.commitAndLog(uow, key, [], envelope);
@@ -385,13 +406,9 @@ export class Receiver {
       }
     }
     const status = this.record(key, effects.events, envelope, uow);
-    const retry = effects.decryptionError;
     const blob = effects.contactsBlob;
     const after = async () => {
-      if (retry) {
-        const request = DecryptionErrorMessage.deserialize(new Uint8Array(retry));
-        await this.opts.onRetryRequest(sender.aci, sender.device, request);
-      }
+      if (retry) await this.opts.onRetryRequest(sender.aci, sender.device, retry);
       if (blob && sender.aci === this.opts.self.aci) this.opts.onContactsBlob?.(blob);
     };
     return retry || blob ? { status, after } : { status };

@@ -379,6 +379,36 @@ export class Sender {
     return this.certificateFetch;
   }
 
+  /**
+   * A device whose session was archived (a retry request named our current ratchet, §6) still has a
+   * session row but no open session: encrypting to it fails. Build a fresh session from a new prekey
+   * bundle, as Signal's clients do for any device without an open session. `strict`: a failure to
+   * build one is the send's failure (a resend to that one device); otherwise the device is left out
+   * and the server's 409 names it if it still exists.
+   */
+  private async withOpenSessions(
+    serviceId: string,
+    devices: number[],
+    accessKey: Uint8Array | undefined,
+    strict: boolean,
+  ): Promise<number[]> {
+    const sessions = this.opts.store.protocol('aci').sessions;
+    const usable: number[] = [];
+    for (const deviceId of devices) {
+      const record = await sessions.getSession(ProtocolAddress.new(serviceId, deviceId));
+      if (record?.hasCurrentState()) {
+        usable.push(deviceId);
+        continue;
+      }
+      try {
+        usable.push(...(await this.establish(serviceId, deviceId, accessKey)));
+      } catch (err) {
+        if (strict) throw err;
+      }
+    }
+    return usable;
+  }
+
   private async encryptForAll(
     serviceId: string,
     plaintext: Uint8Array,
@@ -400,6 +430,12 @@ export class Sender {
         devices = await this.establish(serviceId, self ? 1 : '*', accessKey);
       }
       const stores = this.opts.store.protocol('aci');
+      devices = await this.withOpenSessions(
+        serviceId,
+        devices,
+        accessKey,
+        onlyDevice !== undefined,
+      );
       const local = ProtocolAddress.new(this.opts.self.aci, this.opts.self.deviceId);
       const messages: OutgoingMessage[] = [];
       for (const deviceId of devices) {

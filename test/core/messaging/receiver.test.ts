@@ -1,0 +1,134 @@
+/**
+ * The receiver against a live linked client: envelopes handed straight to its request handler, as the
+ * chat socket would. Regressions found by the reliability fuzzer (test/reliability/fuzz.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import {
+  CiphertextMessageType,
+  DecryptionErrorMessage,
+  PlaintextContent,
+  ProtocolAddress,
+  signalEncrypt,
+} from '@signalapp/libsignal-client';
+import type { SignalClient } from '../../../core/client';
+import type { Receiver } from '../../../core/messaging/receiver';
+import type { IncomingEvent } from '../../../core/types';
+import { Content, Envelope, Long } from '../../../proto';
+import {
+  captureLogger,
+  linkClient,
+  startSandbox,
+  withTimeout,
+  type PrimaryDevice,
+  type Sandbox,
+} from '../../integration/helpers';
+
+/** A PLAINTEXT_CONTENT envelope (type 8) from `from` device 1: 0xC0, the Content, then padding. */
+function plaintextEnvelope(client: SignalClient, from: string, content: Uint8Array): Uint8Array {
+  const padded = new Uint8Array(content.length + 16);
+  padded.set(content);
+  padded[content.length] = 0x80;
+  const timestamp = Date.now() - 1000;
+  return Envelope.encode({
+    type: Envelope.Type.PLAINTEXT_CONTENT,
+    sourceServiceId: from,
+    sourceDeviceId: 1,
+    destinationServiceId: client.account?.aci ?? '',
+    clientTimestamp: Long.fromNumber(timestamp, true),
+    serverTimestamp: Long.fromNumber(timestamp + 10, true),
+    serverGuid: randomUUID(),
+    content: Uint8Array.of(0xc0, ...padded),
+  }).finish();
+}
+
+describe('messaging: receiver', function () {
+  this.timeout(60_000);
+  let sandbox: Sandbox;
+  let bob: PrimaryDevice;
+  let client: SignalClient;
+  let receiver: Receiver;
+  let lines: string[];
+  let events: IncomingEvent[];
+
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+    bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    lines = [];
+    ({ client } = await linkClient(sandbox, alice, { logger: captureLogger(lines) }));
+    receiver = (client as unknown as { receiver: Receiver }).receiver;
+    events = [];
+    client.on('event', (ev) => events.push(ev));
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  const put = (body: Uint8Array) =>
+    receiver.handleRequest({ verb: 'PUT', path: '/api/v1/message', body, headers: {} });
+
+  it('drops plaintext content that carries a message (unauthenticated), and says why', async () => {
+    const forged = Content.encode({ dataMessage: { body: 'forged', timestamp: 5 } }).finish();
+    assert.equal(await put(plaintextEnvelope(client, bob.device.aci, forged)), 200);
+    await client.idle();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(events, [], 'nothing emitted');
+    assert.ok(
+      lines.some((l) =>
+        /dropped envelope \(malformed-content\).*only a retry request, not dataMessage/.test(l),
+      ),
+      lines.join('\n'),
+    );
+  });
+
+  it('drops a retry request that does not parse as malformed content, with a logged reason', async () => {
+    const garbage = Content.encode({ decryptionErrorMessage: Uint8Array.of(1, 2, 3) }).finish();
+    assert.equal(await put(plaintextEnvelope(client, bob.device.aci, garbage)), 200);
+    await client.idle();
+    assert.ok(
+      lines.some((l) => l.includes('dropped envelope (malformed-content)')),
+      lines.join('\n'),
+    );
+    assert.ok(!lines.some((l) => l.includes('follow-up action failed')), lines.join('\n'));
+  });
+
+  it('honours a plaintext retry request: the session is archived and the original goes again on a fresh one', async () => {
+    await client.send(bob.device.aci, 'original text');
+    const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
+    const timestamp = Number(first.dataMessage.timestamp);
+    // Bob's retry request for a message on our current ratchet, as his app would build it.
+    const store = client.storeForTesting;
+    const account = client.account;
+    assert.ok(store && account);
+    const p = store.protocol('aci');
+    const probe = await signalEncrypt(
+      new Uint8Array([1]),
+      ProtocolAddress.new(bob.device.aci, 1),
+      ProtocolAddress.new(account.aci, account.deviceId),
+      p.sessions,
+      p.identities,
+    );
+    const request = DecryptionErrorMessage.forOriginal(
+      probe.serialize(),
+      probe.type() as CiphertextMessageType,
+      timestamp,
+      account.deviceId,
+    );
+    const body = PlaintextContent.from(request).body();
+    const envelope = Envelope.encode({
+      type: Envelope.Type.PLAINTEXT_CONTENT,
+      sourceServiceId: bob.device.aci,
+      sourceDeviceId: 1,
+      destinationServiceId: account.aci,
+      clientTimestamp: Long.fromNumber(Date.now(), true),
+      serverTimestamp: Long.fromNumber(Date.now(), true),
+      serverGuid: randomUUID(),
+      content: Uint8Array.of(0xc0, ...body),
+    }).finish();
+    assert.equal(await put(envelope), 200);
+    const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent original');
+    assert.equal(resent.body, 'original text');
+    assert.ok(!lines.some((l) => l.includes('dropped envelope')), lines.join('\n'));
+  });
+});
