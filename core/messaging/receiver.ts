@@ -243,6 +243,15 @@ export class Receiver {
     const type = envelope.type ?? Envelope.Type.UNKNOWN;
     const serverTimestamp = toNumber(envelope.serverTimestamp);
     const timestamp = toNumber(envelope.clientTimestamp);
+    // Milliseconds since 1970 stay far below 2^53; larger values lose precision here and make
+    // libsignal throw (u64 conversion) deep inside decryption, which would be a 500 and a redelivery
+    // loop. No real server sends them: drop.
+    if (!Number.isSafeInteger(timestamp) || !Number.isSafeInteger(serverTimestamp)) {
+      return this.drop(
+        'malformed-envelope',
+        `timestamp out of range (client ${timestamp}, server ${serverTimestamp})`,
+      );
+    }
 
     if (type === Envelope.Type.SERVER_DELIVERY_RECEIPT) {
       const source = serviceIdFrom(envelope.sourceServiceIdBinary, envelope.sourceServiceId);
@@ -347,6 +356,15 @@ export class Receiver {
       const device = envelope.sourceDeviceId ?? 0;
       if (!source || !device)
         throw new DropError('missing-source', `type ${type} without source or device`);
+      try {
+        // libsignal's device ids are 1..127; a larger one would throw later, as a 500.
+        ProtocolAddress.new(source, device);
+      } catch (e) {
+        throw new DropError(
+          'malformed-envelope',
+          `source ${source}.${device}: ${(e as Error).message}`,
+        );
+      }
       const msgType =
         type === Envelope.Type.DOUBLE_RATCHET
           ? CiphertextMessageType.Whisper

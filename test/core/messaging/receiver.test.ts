@@ -93,6 +93,61 @@ describe('messaging: receiver', function () {
     assert.ok(!lines.some((l) => l.includes('follow-up action failed')), lines.join('\n'));
   });
 
+  it('drops an envelope whose source device id libsignal cannot address (no 500, no redelivery loop)', async () => {
+    const envelope = Envelope.encode({
+      type: Envelope.Type.DOUBLE_RATCHET,
+      sourceServiceId: bob.device.aci,
+      sourceDeviceId: 128,
+      destinationServiceId: client.account?.aci ?? '',
+      clientTimestamp: Long.fromNumber(Date.now(), true),
+      serverTimestamp: Long.fromNumber(Date.now(), true),
+      content: new Uint8Array(60).fill(7),
+    }).finish();
+    assert.equal(await put(envelope), 200);
+    assert.ok(
+      lines.some((l) => /dropped envelope \(malformed-envelope\): source .*\.128/.test(l)),
+      lines.join('\n'),
+    );
+  });
+
+  it('drops a sealed envelope whose server timestamp is beyond 2^53 (no 500, no redelivery loop)', async () => {
+    const account = client.account;
+    assert.ok(account);
+    const device = await sandbox.server.getDeviceByServiceId(
+      account.aci as never,
+      account.deviceId as never,
+    );
+    assert.ok(device);
+    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    // Keep the real sealed envelope Bob's message arrives in.
+    const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
+    const original = inner.processEnvelope.bind(receiver);
+    let sealed: Uint8Array | undefined;
+    inner.processEnvelope = (b) => {
+      sealed ??= Uint8Array.from(b);
+      return original(b);
+    };
+    void bob.sendText(device, 'sealed', { sealed: true });
+    const deadline = Date.now() + 10_000;
+    while (!events.some((e) => e.type === 'message')) {
+      assert.ok(Date.now() < deadline, 'the sealed message arrived');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    inner.processEnvelope = original;
+    assert.ok(sealed);
+    const e = Envelope.decode(sealed);
+    assert.equal(e.type, Envelope.Type.UNIDENTIFIED_SENDER);
+    e.serverTimestamp = Long.MAX_UNSIGNED_VALUE;
+    e.clientTimestamp = Long.fromNumber(Date.now() + 1, true);
+    assert.equal(await put(Envelope.encode(e).finish()), 200);
+    assert.ok(
+      lines.some((l) =>
+        l.includes('dropped envelope (malformed-envelope): timestamp out of range'),
+      ),
+      lines.join('\n'),
+    );
+  });
+
   it('honours a plaintext retry request: the session is archived and the original goes again on a fresh one', async () => {
     await client.send(bob.device.aci, 'original text');
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
