@@ -2,7 +2,9 @@
  * A server that stops answering: between the client and Signal's mock server sits a TCP relay
  * that can go silent on the connections it carries (the server's bytes stop arriving, as with a
  * dead NAT mapping or a hung front end). The client must notice through its keepalives, replace
- * the socket, and go on receiving.
+ * the socket, and go on receiving. The unit-level counterpart (PersistentChat against the fake chat
+ * server: 'declares a connection dead when keepalives go unanswered, and replaces it') is in
+ * test/core/net/net.test.ts; this one runs a whole SignalClient against Signal's mock server.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
