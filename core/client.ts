@@ -18,17 +18,20 @@ import {
   type DecryptionErrorMessage,
   type PlaintextContent,
 } from '@signalapp/libsignal-client';
+import { AccountEntropyPool, SvrKey } from '@signalapp/libsignal-client/dist/AccountKeys.js';
 import * as api from './api';
 import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
 import { decryptProvisionEnvelope } from './crypto/provisioning';
 import { normalizeNumber } from './directory/number';
 import { Directory, resolveRecipient, type CdsiBackend } from './directory';
 import { encryptDeviceName } from './crypto/device-name';
+import { deriveAccessKey } from './crypto/access-key';
 import {
   generateKyberPreKey,
   generateKyberPreKeys,
   generatePassword,
   generatePreKeys,
+  generateProfileKey,
   generateRegistrationId,
   generateSignedPreKey,
 } from './crypto/keys';
@@ -60,6 +63,14 @@ import {
   type ChatState,
 } from './net/persistent';
 import { Linker, type LinkState } from './provisioning/linker';
+import { RegistrationError } from './registration/errors';
+import { registerAccount } from './registration/register';
+import {
+  Registrar,
+  type RegistrationStatus,
+  type StartRegistrationOptions,
+} from './registration/registrar';
+import type { ChatRequester } from './net/types';
 import { SignalStore } from './store';
 import { SyncMessage, type signalservice, type ProvisionMessage } from '../proto';
 import { decryptAttachment } from './crypto/attachment';
@@ -132,6 +143,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private linkAbort: AbortController | null = null;
   private holdMaintenance = false;
   private directoryValue: Directory | null = null;
+  private registrarValue: Registrar | null = null;
   private readonly now: () => number;
 
   private constructor(
@@ -361,6 +373,177 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const account = this.account;
     if (!account) throw new ProtocolError('The account was not saved');
     return account;
+  }
+
+  // ---------------------------------------------------------------- registration
+
+  /**
+   * Registers a number of its own for this client as a primary device (PROTOCOL.md §9), step one:
+   * claims the number in `guard` (if given), creates the verification session, submits the captcha
+   * and has Signal send the code. Typed errors say what to do next: CaptchaRequiredError,
+   * RateLimitedError (retryAfterSeconds), GuardRefusedError, RegistrationError. The account file is
+   * created only once verifyRegistration() succeeds.
+   */
+  async startRegistration(opts: StartRegistrationOptions): Promise<RegistrationStatus> {
+    this.assertOpen();
+    this.assertNoAccount();
+    return this.registrar().start(opts);
+  }
+
+  /**
+   * Step two: submits the code from the SMS or call; once Signal verifies it, registers the account
+   * (identity keys, signed and Kyber last-resort prekeys for ACI and PNI), saves it in one
+   * transaction, connects, and uploads one-time prekeys. Wrong code: VerificationCodeError, and the
+   * registration waits for another try.
+   */
+  async verifyRegistration(code: string): Promise<AccountInfo> {
+    this.assertOpen();
+    this.assertNoAccount();
+    await this.registrar().verify(code);
+    this.assertOpen();
+    const account = this.account;
+    if (!account) throw new ProtocolError('The registered account was not saved');
+    await this.startNewAccount('registered');
+    return account;
+  }
+
+  /** Abandons a registration in progress (the ownership secret is needed when it was given). */
+  async cancelRegistration(secret?: string): Promise<RegistrationStatus> {
+    return this.registrar().cancel(secret);
+  }
+
+  /** Where the registration of this client stands (no secrets). */
+  get registration(): RegistrationStatus {
+    return this.registrarValue?.status ?? { state: 'idle' };
+  }
+
+  private assertNoAccount(): void {
+    const a = this.account;
+    if (a) {
+      throw new RegistrationError(
+        'ACCOUNT_EXISTS',
+        `This Signal account already holds ${a.number ?? a.aci} (device ${a.deviceId}): use ` +
+          'another account configuration to register a new number.',
+      );
+    }
+  }
+
+  private registrar(): Registrar {
+    this.registrarValue ??= new Registrar({
+      logger: this.logger,
+      openRequester: () =>
+        ChatConnection.open({
+          env: this.environment,
+          path: '/v1/websocket/',
+          logger: this.logger,
+          keepalive: false,
+        }),
+      createAccount: (requester, args) => this.createRegisteredAccount(requester, args),
+    });
+    return this.registrarValue;
+  }
+
+  /** Generates the account's keys, registers it, and saves it in one transaction. */
+  private async createRegisteredAccount(
+    requester: ChatRequester,
+    args: { number: string; sessionId: string },
+  ): Promise<{ aci: string; pni: string; number: string; deviceId: number }> {
+    const aciIdentity = IdentityKeyPair.generate();
+    const pniIdentity = IdentityKeyPair.generate();
+    const password = generatePassword();
+    const registrationId = generateRegistrationId();
+    const pniRegistrationId = generateRegistrationId();
+    const aciSigned = generateSignedPreKey(aciIdentity.privateKey, 1);
+    const pniSigned = generateSignedPreKey(pniIdentity.privateKey, 1);
+    const aciLastResort = generateKyberPreKey(aciIdentity.privateKey, 1);
+    const pniLastResort = generateKyberPreKey(pniIdentity.privateKey, 1);
+    const profileKey = generateProfileKey();
+    // The primary holds the account's root secret; the recovery password Signal's apps register
+    // with is derived from it (libsignal's SvrKey), so a later re-registration could use it.
+    const accountEntropyPool = AccountEntropyPool.generate();
+    const masterKey = AccountEntropyPool.deriveSvrKey(accountEntropyPool);
+    const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+    const registered = await registerAccount(requester, {
+      number: args.number,
+      password,
+      sessionId: args.sessionId,
+      accountAttributes: {
+        fetchesMessages: true,
+        registrationId,
+        pniRegistrationId,
+        capabilities: {
+          attachmentBackfill: true,
+          spqr: true,
+          usernameChangeSyncMessage: true,
+          deleteSync: true,
+          versionedExpirationTimer: true,
+          storageServiceEncryptionV2Capability: true,
+        },
+        unidentifiedAccessKey: Array.from(deriveAccessKey(profileKey)),
+        unrestrictedUnidentifiedAccess: false,
+        discoverableByPhoneNumber: true,
+        recoveryPassword: b64(new SvrKey(masterKey).deriveRegistrationRecoveryPassword()),
+      },
+      aciIdentityKey: b64(aciIdentity.publicKey.serialize()),
+      pniIdentityKey: b64(pniIdentity.publicKey.serialize()),
+      aciSignedPreKey: aciSigned.upload,
+      pniSignedPreKey: pniSigned.upload,
+      aciPqLastResortPreKey: aciLastResort.upload,
+      pniPqLastResortPreKey: pniLastResort.upload,
+    });
+    if (registered.reregistration)
+      this.logger.info(`${registered.number} was registered elsewhere; that registration ended`);
+    // Signal now knows only these keys: save them even if the client was closed meanwhile.
+    const store = this.openStore();
+    store.transaction(() => {
+      store.account.save({
+        aci: registered.aci,
+        pni: registered.pni,
+        number: registered.number,
+        deviceId: 1,
+        password,
+        aciRegistrationId: registrationId,
+        pniRegistrationId,
+        aciIdentityKeyPair: aciIdentity.serialize(),
+        pniIdentityKeyPair: pniIdentity.serialize(),
+        profileKey,
+        masterKey,
+        accountEntropyPool,
+        environment: this.environment.name,
+        deviceName: null,
+      });
+      store.saveSignedPreKey('aci', aciSigned.record);
+      store.saveSignedPreKey('pni', pniSigned.record);
+      store.saveKyberPreKeys('aci', [aciLastResort.record], true);
+      store.saveKyberPreKeys('pni', [pniLastResort.record], true);
+    });
+    store.accountChanged();
+    if (this.closed) {
+      this.store?.close();
+      this.store = null;
+    }
+    return { aci: registered.aci, pni: registered.pni, number: registered.number, deviceId: 1 };
+  }
+
+  /**
+   * Connects a just-saved account and uploads its one-time prekeys before maintenance starts
+   * checking counts (or both would upload a batch). A failure here is logged, not thrown: the
+   * account exists, the socket keeps reconnecting, and maintenance refills the keys once connected.
+   */
+  private async startNewAccount(how: string): Promise<void> {
+    if (this.closed) return;
+    this.holdMaintenance = true;
+    try {
+      await this.connect();
+      for (const kind of ['aci', 'pni'] as const) {
+        await api.uploadKeys(this.requireChat(), kind, this.generateOneTime(kind, ONE_TIME_KEYS));
+      }
+    } catch (e) {
+      this.logger.warn(`${how} account: connecting or uploading one-time prekeys failed`, e);
+    } finally {
+      this.holdMaintenance = false;
+    }
+    if (this.chat?.state === 'connected') this.prekeys?.start();
   }
 
   // ---------------------------------------------------------------- connection
@@ -785,6 +968,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     if (this.closed) return;
     this.closed = true;
     this.linkAbort?.abort();
+    await this.registrarValue?.close();
     this.prekeys?.stop();
     this.directoryValue?.close();
     await Promise.all([this.chat?.close(), this.unauthChat?.close()]);

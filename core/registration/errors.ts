@@ -29,7 +29,13 @@ export type RegistrationFailure =
   /** 409 on registration: the server wants a device transfer decision. */
   | 'DEVICE_TRANSFER'
   /** The server refused the request (422 and similar). */
-  | 'REJECTED';
+  | 'REJECTED'
+  /** This client already holds an account: registering would replace nothing, it is refused. */
+  | 'ACCOUNT_EXISTS'
+  /** Verify or cancel without a registration in progress (or with one at another step). */
+  | 'NOT_STARTED'
+  /** Another registration step of this client is still running. */
+  | 'BUSY';
 
 export class RegistrationError extends SignalError {
   readonly reason: RegistrationFailure;

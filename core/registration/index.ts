@@ -2,3 +2,4 @@
 export * from './errors';
 export * from './guard';
 export * from './register';
+export * from './registrar';

@@ -1,0 +1,391 @@
+/**
+ * The steps of registering a primary number (PROTOCOL.md §9) as one small state machine per client,
+ * with the guard registry around it: start() claims the number in the guard (when one is given),
+ * creates the verification session, submits the captcha and asks for the code; verify() submits the
+ * code, lets the caller create the account (keys, POST /v1/registration, saving it), then marks the
+ * claim verified. Answers the user must act on (captcha, wait, wrong code, registration lock) come
+ * back as typed errors and leave the registration where it was, so the user can go on from there;
+ * answers that end the session mark the claim failed.
+ *
+ * The ownership secret is never kept: only an HMAC under a per-process random key, to check that a
+ * later call on the same pending registration comes from the same secret holder.
+ */
+import crypto from 'node:crypto';
+import { InvalidInputError, RateLimitedError, SignalError } from '../errors';
+import { normalizeNumber } from '../directory/number';
+import type { Logger } from '../log';
+import type { ChatRequester } from '../net/types';
+import { CaptchaRequiredError, GuardRefusedError, RegistrationError } from './errors';
+import type { AttemptTicket, GuardRegistry } from './guard';
+import {
+  createVerificationSession,
+  requestVerificationCode,
+  sessionNeedsCaptcha,
+  submitCaptcha,
+  submitVerificationCode,
+  type VerificationSession,
+  type VerificationTransport,
+} from './register';
+
+export interface StartRegistrationOptions {
+  /** The number to register, E.164 (spaces, dashes and brackets tolerated). */
+  number: string;
+  /** The captcha page's result, with or without its `signalcaptcha://` prefix. */
+  captcha?: string;
+  /** How Signal sends the code; default `sms`. */
+  transport?: VerificationTransport;
+  /** Optional ownership secret: protects the claim in the guard registry. Never stored or logged. */
+  secret?: string;
+  /** The guard registry of this installation; without one, no claim is checked or recorded. */
+  guard?: GuardRegistry;
+  /** Language of the SMS or voice call (Accept-Language). */
+  acceptLanguage?: string;
+}
+
+export type RegistrationStep =
+  'idle' | 'captcha-required' | 'code-sent' | 'registering' | 'registered' | 'failed' | 'cancelled';
+
+/** Where a registration stands; holds no secret, code, captcha or session id. */
+export interface RegistrationStatus {
+  state: RegistrationStep;
+  number?: string;
+  transport?: VerificationTransport;
+  /** Seconds until Signal sends another SMS / places another call / takes another code. */
+  nextSms?: number;
+  nextCall?: number;
+  nextVerificationAttempt?: number;
+  /** The claim in the guard registry is protected by an ownership secret. */
+  protected?: boolean;
+  /** This registration replaces one verified earlier through this installation. */
+  replacesVerified?: boolean;
+  /** Something the user should know (e.g. an unprotected claim). */
+  notice?: string;
+  account?: { aci: string; pni: string; number: string; deviceId: number };
+  /** Why the last step failed (the registration may still go on: see `state`). */
+  error?: { code: string; message: string; reason?: string; retryAfterSeconds?: number };
+}
+
+/** What the caller does once the code is verified: create and save the account. */
+export type CreateAccount = (
+  requester: ChatRequester,
+  args: { number: string; sessionId: string },
+) => Promise<{ aci: string; pni: string; number: string; deviceId: number }>;
+
+export interface RegistrarOptions {
+  /** Opens an unauthenticated chat socket (the mock serves these routes there only). */
+  openRequester: () => Promise<ChatRequester & { close(): void | Promise<void> }>;
+  createAccount: CreateAccount;
+  logger: Logger;
+}
+
+interface Pending {
+  number: string;
+  sessionId: string;
+  session: VerificationSession;
+  ticket: AttemptTicket | undefined;
+  guard: GuardRegistry | undefined;
+  /** HMAC of the ownership secret, or undefined when none was given. */
+  secretMac: Buffer | undefined;
+  transport: VerificationTransport | undefined;
+  step: 'captcha-required' | 'code-sent' | 'registering';
+}
+
+const MAC_KEY = crypto.randomBytes(32);
+const macOf = (secret: string | undefined): Buffer | undefined =>
+  secret
+    ? crypto.createHmac('sha256', MAC_KEY).update(secret.normalize('NFC')).digest()
+    : undefined;
+
+function sameSecret(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  if (!a || !b) return a === b;
+  return crypto.timingSafeEqual(a, b);
+}
+
+/** Failures after which the verification session cannot go on: the claim is marked failed. */
+const TERMINAL = new Set<string>([
+  'SESSION_NOT_FOUND',
+  'SESSION_EXHAUSTED',
+  'SESSION_NOT_VERIFIED',
+  'REGISTRATION_LOCKED',
+  'DEVICE_TRANSFER',
+  'REJECTED',
+]);
+
+function isTerminal(e: unknown): boolean {
+  if (e instanceof RegistrationError) return TERMINAL.has(e.reason);
+  // A malformed answer or a refused request will not get better by retrying the same session.
+  return e instanceof SignalError && (e.code === 'PROTOCOL' || e.code === 'UNAUTHORIZED');
+}
+
+export function errorSummary(e: unknown): NonNullable<RegistrationStatus['error']> {
+  const err = e instanceof Error ? e : new Error(String(e));
+  return {
+    code: err instanceof SignalError ? err.code : 'ERROR',
+    message: err.message,
+    ...(err instanceof RegistrationError ? { reason: err.reason } : {}),
+    ...(err instanceof RateLimitedError ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
+  };
+}
+
+export class Registrar {
+  private pending: Pending | null = null;
+  private last: RegistrationStatus = { state: 'idle' };
+  private busy = false;
+
+  constructor(private readonly opts: RegistrarOptions) {}
+
+  get status(): RegistrationStatus {
+    return structuredClone(this.last);
+  }
+
+  /**
+   * Claims the number (guard), creates the verification session or goes on with the pending one of
+   * the same number and secret, submits the captcha when Signal wants one, and requests the code.
+   */
+  async start(options: StartRegistrationOptions): Promise<RegistrationStatus> {
+    if (typeof options !== 'object' || options === null)
+      throw new InvalidInputError('startRegistration() takes {number, captcha?, transport?}');
+    const number = normalizeNumber(
+      typeof options.number === 'string' ? options.number : String(options.number ?? ''),
+    );
+    const transport = options.transport ?? 'sms';
+    if (transport !== 'sms' && transport !== 'voice') {
+      throw new InvalidInputError(
+        `The code can be sent by "sms" or "voice", not "${String(transport)}"`,
+      );
+    }
+    if (options.captcha !== undefined && typeof options.captcha !== 'string')
+      throw new InvalidInputError('The captcha must be text (the signalcaptcha:// link)');
+    if (options.secret !== undefined && typeof options.secret !== 'string')
+      throw new InvalidInputError('The ownership secret must be text');
+    const captcha = options.captcha?.trim() ? options.captcha : undefined;
+    const secretMac = macOf(options.secret || undefined);
+    return this.exclusive(async () => {
+      let pending = this.pending;
+      const resumable =
+        pending !== null &&
+        pending.number === number &&
+        pending.guard === options.guard &&
+        pending.step !== 'registering' &&
+        sameSecret(pending.secretMac, secretMac);
+      if (!resumable) {
+        // The guard decides first: a refused attempt must leave someone else's pending one alone.
+        const ticket = options.guard
+          ? await options.guard.beginAttempt(number, options.secret || undefined)
+          : undefined;
+        if (pending) await this.abandon(pending, 'superseded by a new registration');
+        let session: VerificationSession;
+        try {
+          session = await this.withRequester((r) => createVerificationSession(r, number));
+        } catch (e) {
+          if (ticket && options.guard) await this.markFailed(options.guard, ticket, e);
+          this.last = { state: 'failed', number, error: errorSummary(e) };
+          throw e;
+        }
+        pending = {
+          number,
+          sessionId: session.id,
+          session,
+          ticket,
+          guard: options.guard,
+          secretMac,
+          transport: undefined,
+          step: 'captcha-required',
+        };
+        this.pending = pending;
+        this.logger.info(`registration of ${number} started`);
+      }
+      const p = pending as Pending;
+      try {
+        await this.withRequester(async (r) => {
+          if (sessionNeedsCaptcha(p.session)) {
+            if (!captcha) throw new CaptchaRequiredError(undefined);
+            p.session = await submitCaptcha(r, p.sessionId, captcha);
+            if (sessionNeedsCaptcha(p.session)) throw new CaptchaRequiredError(undefined, true);
+          }
+          if (!p.session.verified) {
+            p.session = await requestVerificationCode(r, p.sessionId, transport, {
+              ...(options.acceptLanguage ? { acceptLanguage: options.acceptLanguage } : {}),
+            });
+          }
+        });
+      } catch (e) {
+        await this.stepFailed(p, e);
+        throw e;
+      }
+      p.step = 'code-sent';
+      p.transport = transport;
+      this.last = this.describe(p);
+      this.logger.info(`verification code for ${number} requested by ${transport}`);
+      return this.status;
+    });
+  }
+
+  /** Submits the code; once verified, creates the account through `createAccount`. */
+  async verify(code: string): Promise<RegistrationStatus> {
+    if (typeof code !== 'string' && typeof code !== 'number')
+      throw new InvalidInputError('The verification code must be text (the digits received)');
+    return this.exclusive(async () => {
+      const p = this.pending;
+      if (!p || p.step !== 'code-sent') {
+        throw new RegistrationError(
+          'NOT_STARTED',
+          p
+            ? 'Signal has not sent a verification code yet: solve the captcha and request the code first.'
+            : 'No registration is in progress: start the registration (number, captcha) first.',
+        );
+      }
+      let a: Awaited<ReturnType<CreateAccount>>;
+      try {
+        a = await this.withRequester(async (r) => {
+          if (!p.session.verified) p.session = await submitVerificationCode(r, p.sessionId, code);
+          p.step = 'registering';
+          this.last = this.describe(p);
+          return this.opts.createAccount(r, { number: p.number, sessionId: p.sessionId });
+        });
+      } catch (e) {
+        // The code may have been verified already: a retry goes on from registering.
+        if ((p.step as Pending['step']) === 'registering') p.step = 'code-sent';
+        await this.stepFailed(p, e);
+        throw e;
+      }
+      this.pending = null;
+      if (p.guard && p.ticket) {
+        // Signal already registered the number: a registry that cannot record it is a warning only.
+        await p.guard
+          .markVerified(p.ticket)
+          .catch((e: unknown) =>
+            this.logger.warn(
+              `registered ${p.number}, but the registration registry did not record it: ${
+                e instanceof Error ? e.message : String(e)
+              }`,
+            ),
+          );
+      }
+      this.last = {
+        state: 'registered',
+        number: a.number,
+        ...(p.ticket ? { protected: p.ticket.protected } : {}),
+        account: { aci: a.aci, pni: a.pni, number: a.number, deviceId: a.deviceId },
+      };
+      this.logger.info(`registered ${a.number} as a primary device`);
+      return this.status;
+    });
+  }
+
+  /**
+   * Abandons the registration in progress: its claim is marked failed (a verified number stays
+   * verified). A claim protected by a secret is only abandoned with that secret.
+   */
+  async cancel(secret?: string): Promise<RegistrationStatus> {
+    return this.exclusive(async () => {
+      const p = this.pending;
+      if (!p) return this.status;
+      if (p.secretMac && !sameSecret(p.secretMac, macOf(secret || undefined))) {
+        throw new GuardRefusedError(
+          p.number,
+          secret ? 'WRONG_SECRET' : 'NUMBER_CLAIMED',
+          secret
+            ? `The ownership secret does not match the one ${p.number} is being registered with.`
+            : `The registration of ${p.number} is protected by an ownership secret: give it to cancel.`,
+        );
+      }
+      await this.abandon(p, 'cancelled');
+      this.last = { state: 'cancelled', number: p.number };
+      return this.status;
+    });
+  }
+
+  /** Releases what a pending registration holds (client close). Never throws. */
+  async close(): Promise<void> {
+    const p = this.pending;
+    if (p && p.step !== 'registering') await this.abandon(p, 'cancelled: the account was closed');
+  }
+
+  // ---- internals ----
+
+  private get logger(): Logger {
+    return this.opts.logger;
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy) {
+      throw new RegistrationError(
+        'BUSY',
+        'Another registration step is still running for this account: wait for it to finish.',
+      );
+    }
+    this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async withRequester<T>(fn: (r: ChatRequester) => Promise<T>): Promise<T> {
+    const requester = await this.opts.openRequester();
+    try {
+      return await fn(requester);
+    } finally {
+      await requester.close();
+    }
+  }
+
+  private describe(p: Pending): RegistrationStatus {
+    const s = p.session;
+    return {
+      state: p.step,
+      number: p.number,
+      ...(p.transport ? { transport: p.transport } : {}),
+      ...(s.nextSms !== undefined ? { nextSms: s.nextSms } : {}),
+      ...(s.nextCall !== undefined ? { nextCall: s.nextCall } : {}),
+      ...(s.nextVerificationAttempt !== undefined
+        ? { nextVerificationAttempt: s.nextVerificationAttempt }
+        : {}),
+      ...(p.ticket
+        ? {
+            protected: p.ticket.protected,
+            replacesVerified: p.ticket.replacesVerified,
+            ...(p.ticket.notice ? { notice: p.ticket.notice } : {}),
+          }
+        : {}),
+    };
+  }
+
+  /** A step failed: the registration stays where it was, unless the session cannot go on. */
+  private async stepFailed(p: Pending, e: unknown): Promise<void> {
+    if (isTerminal(e)) {
+      await this.abandon(p, e);
+      this.last = { state: 'failed', number: p.number, error: errorSummary(e) };
+      return;
+    }
+    if (e instanceof CaptchaRequiredError) p.step = 'captcha-required';
+    this.last = { ...this.describe(p), error: errorSummary(e) };
+  }
+
+  private async abandon(p: Pending, why: unknown): Promise<void> {
+    if (this.pending === p) this.pending = null;
+    if (p.guard && p.ticket) await this.markFailed(p.guard, p.ticket, why);
+  }
+
+  private async markFailed(guard: GuardRegistry, ticket: AttemptTicket, why: unknown) {
+    const reason =
+      why instanceof RegistrationError
+        ? why.reason
+        : why instanceof SignalError
+          ? why.code
+          : typeof why === 'string'
+            ? why
+            : 'failed';
+    await guard
+      .markFailed(ticket, reason)
+      .catch((e: unknown) =>
+        this.logger.warn(
+          `the registration registry did not record the failed attempt for ${ticket.number}: ${
+            e instanceof Error ? e.message : String(e)
+          }`,
+        ),
+      );
+  }
+}
