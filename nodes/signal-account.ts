@@ -11,12 +11,15 @@ import path from 'node:path';
 import QRCode from 'qrcode';
 import { SignalClient } from '../core/client';
 import { resolveEnvironment, type EnvironmentOptions, type ServerName } from '../core/config';
+import { normalizeNumber } from '../core/directory/number';
 import { SignalError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { AccountInfo, ClientState, IdentityTrust, IncomingEvent } from '../core/types';
 import type { AccountNode } from './lib/account';
 import type { Node, RED, RedRequest, RedResponse } from './lib/red';
 import { statusFor } from './lib/status';
+import { guardRegistry, sendError, stringField } from './lib/registration';
+import { RegistrationError } from '../core/registration';
 
 interface AccountConfig {
   name?: string;
@@ -75,6 +78,7 @@ export = function register(RED: RED): void {
     return path.join(dataDir(), `${id}.db`);
   };
   const sessions = new Map<string, LinkSession>();
+  const guard = guardRegistry(RED, dataDir);
 
   function SignalAccountNode(this: AccountNode, config: AccountConfig & { id: string }) {
     RED.nodes.createNode(this, config);
@@ -225,6 +229,20 @@ export = function register(RED: RED): void {
           (account) => {
             session.state = 'linked';
             session.account = summary(account);
+            // The guard registry notes numbers linked here too, so a registration cannot take
+            // them over unnoticed (issue 7).
+            const number = account.number;
+            if (number) {
+              void guard()
+                .then((g) => g.recordLinked(number))
+                .catch((e: unknown) =>
+                  RED.log.warn(
+                    `[signal-account:${id}] the registration registry did not record the linked number: ${
+                      e instanceof Error ? e.message : String(e)
+                    }`,
+                  ),
+                );
+            }
           },
           (e: unknown) => {
             session.state =
@@ -290,4 +308,228 @@ export = function register(RED: RED): void {
       res.json({ linked: true, connected: false });
     })();
   });
+
+  // ------------------------------------------------------------------ registration routes
+  //
+  // Registering a number of its own (issue 7). Like linking, keyed by config node id so that it
+  // works before the first deploy: an undeployed id gets a client of its own, kept between start
+  // and verify (it holds no socket and no file until the account exists) and closed when the
+  // registration ends or after REGISTRATION_IDLE_MS without a call.
+
+  const REGISTRATION_IDLE_MS = 30 * 60_000;
+  const registering = new Map<string, { client: SignalClient; timer: NodeJS.Timeout }>();
+
+  const dropTemporary = (id: string) => {
+    const entry = registering.get(id);
+    if (!entry) return;
+    registering.delete(id);
+    clearTimeout(entry.timer);
+    void entry.client.close().catch(() => undefined);
+  };
+  const touchTemporary = (id: string, client: SignalClient) => {
+    const previous = registering.get(id);
+    if (previous) clearTimeout(previous.timer);
+    const timer = setTimeout(() => dropTemporary(id), REGISTRATION_IDLE_MS);
+    timer.unref();
+    registering.set(id, { client, timer });
+  };
+  /** Keeps a temporary client only while its registration waits for the user. */
+  const settleTemporary = (id: string, client: SignalClient) => {
+    if (registering.get(id)?.client !== client) return;
+    const state = client.registration.state;
+    if (state === 'captcha-required' || state === 'code-sent') touchTemporary(id, client);
+    else dropTemporary(id);
+  };
+
+  const bodyOf = (req: RedRequest): Record<string, unknown> =>
+    typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body)
+      ? (req.body as Record<string, unknown>)
+      : {};
+
+  /** The editor's current server settings, checked as the link route checks them. */
+  const settingsOf = (body: Record<string, unknown>): AccountConfig => {
+    const c: AccountConfig = {};
+    for (const k of ['server', 'serviceUrl', 'caCert', 'trustRoots', 'deviceName'] as const) {
+      const v = stringField(body, k);
+      if (v !== undefined) (c as Record<string, string>)[k] = v;
+    }
+    if (c.server !== undefined && !['production', 'staging', 'custom'].includes(c.server))
+      throw new SignalError('INVALID_INPUT', `Unknown server "${String(c.server)}"`);
+    resolveEnvironment(environmentOf(c));
+    return c;
+  };
+
+  /** The client a registration of `id` runs in: the one it started in, else the deployed node's. */
+  const registrationClient = async (id: string): Promise<SignalClient | null> => {
+    const entry = registering.get(id);
+    if (entry) return entry.client;
+    const node = deployed(id);
+    return node ? node.client() : null;
+  };
+
+  RED.httpAdmin.post('/signal-account/:id/register', write, (req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      const id = req.params.id ?? '';
+      let client: SignalClient | undefined;
+      try {
+        const file = dataFileFor(id);
+        const body = bodyOf(req);
+        const settings = settingsOf(body);
+        const number = stringField(body, 'number');
+        if (!number) {
+          throw new SignalError(
+            'INVALID_INPUT',
+            'Give the number to register, with its country code (e.g. +15551234567)',
+          );
+        }
+        const captcha = stringField(body, 'captcha');
+        const transport = stringField(body, 'transport') ?? 'sms';
+        const secret = stringField(body, 'secret');
+        const registry = await guard();
+        const node = deployed(id);
+        if (node) {
+          dropTemporary(id);
+          client = await node.client();
+        } else {
+          client =
+            registering.get(id)?.client ??
+            (await SignalClient.open({
+              dataFile: file,
+              environment: environmentOf(settings),
+              deviceName: settings.deviceName || 'Node-RED',
+              logger: nodeLogger(RED, id),
+            }));
+          touchTemporary(id, client);
+        }
+        const status = await client.startRegistration({
+          number,
+          transport: transport as 'sms' | 'voice',
+          guard: registry,
+          ...(captcha ? { captcha } : {}),
+          ...(secret ? { secret } : {}),
+        });
+        res.json(status);
+      } catch (e) {
+        sendError(res, e);
+      } finally {
+        if (client) settleTemporary(id, client);
+      }
+    })();
+  });
+
+  RED.httpAdmin.post(
+    '/signal-account/:id/register/verify',
+    write,
+    (req: RedRequest, res: RedResponse) => {
+      void (async () => {
+        const id = req.params.id ?? '';
+        let client: SignalClient | null = null;
+        try {
+          dataFileFor(id);
+          const code = stringField(bodyOf(req), 'code');
+          if (!code) {
+            throw new SignalError(
+              'INVALID_INPUT',
+              'Give the verification code from the SMS or voice call',
+            );
+          }
+          client = await registrationClient(id);
+          if (!client) {
+            throw new RegistrationError(
+              'NOT_STARTED',
+              'No registration is in progress for this account: start it first.',
+            );
+          }
+          const account = await client.verifyRegistration(code);
+          res.json({
+            state: 'registered',
+            account: summary(account),
+            connected: client.state === 'connected',
+          });
+        } catch (e) {
+          sendError(res, e);
+        } finally {
+          if (client) settleTemporary(id, client);
+        }
+      })();
+    },
+  );
+
+  RED.httpAdmin.get('/signal-account/:id/register', read, (req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      try {
+        const id = req.params.id ?? '';
+        dataFileFor(id);
+        const client = await registrationClient(id);
+        res.json(client ? client.registration : { state: 'idle' });
+      } catch (e) {
+        sendError(res, e);
+      }
+    })();
+  });
+
+  RED.httpAdmin.delete(
+    '/signal-account/:id/register',
+    write,
+    (req: RedRequest, res: RedResponse) => {
+      void (async () => {
+        const id = req.params.id ?? '';
+        let client: SignalClient | null = null;
+        try {
+          dataFileFor(id);
+          const secret = stringField(bodyOf(req), 'secret');
+          client = await registrationClient(id);
+          res.json(client ? await client.cancelRegistration(secret) : { state: 'idle' });
+        } catch (e) {
+          sendError(res, e);
+        } finally {
+          if (client) settleTemporary(id, client);
+        }
+      })();
+    },
+  );
+
+  // The guard registry of this Node-RED instance: numbers, states and the audit log, never a
+  // secret or hash (GuardRegistry.list and .audit hold none).
+  RED.httpAdmin.get('/signal-account/registry', read, (_req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      try {
+        const registry = await guard();
+        const [numbers, audit] = await Promise.all([registry.list(), registry.audit()]);
+        res.json({ numbers, audit: audit.slice(-50) });
+      } catch (e) {
+        sendError(res, e);
+      }
+    })();
+  });
+
+  RED.httpAdmin.post(
+    '/signal-account/registry/release',
+    write,
+    (req: RedRequest, res: RedResponse) => {
+      void (async () => {
+        try {
+          const body = bodyOf(req);
+          const given = stringField(body, 'number');
+          if (!given) throw new SignalError('INVALID_INPUT', 'Give the number to release');
+          const number = normalizeNumber(given);
+          const secret = stringField(body, 'secret');
+          const registry = await guard();
+          if (!(await registry.list()).some((e) => e.number === number)) {
+            res.status(404).json({
+              error: {
+                code: 'INVALID_INPUT',
+                message: `${number} is not claimed through this Node-RED: there is nothing to release`,
+              },
+            });
+            return;
+          }
+          await registry.release(number, secret);
+          res.json({ released: number });
+        } catch (e) {
+          sendError(res, e);
+        }
+      })();
+    },
+  );
 };
