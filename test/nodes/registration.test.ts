@@ -154,6 +154,16 @@ describe('nodes: registering a number through the signal-account admin routes', 
     assert.ok(reg.body.audit?.some((a) => a.action === 'verified' && a.number === number));
     for (const bad of [secret, 'salt', 'hash', 'scrypt'])
       assert.equal(reg.text.includes(bad), false, `the registry answer holds "${bad}"`);
+    // Neither the secret, the captcha token nor the codes reach any log line.
+    const logged = JSON.stringify(
+      helper
+        .log()
+        .getCalls()
+        .map((c) => c.args),
+    );
+    assert.match(logged, /registered \+\d+ as a primary device/, 'the log lines are captured');
+    for (const bad of [secret, 'token.for.the.test', '111111', '123456'])
+      assert.equal(logged.includes(bad), false, `a log line holds "${bad}"`);
     // No credentialSecret in these settings: the registry is encrypted under a 0600 key file.
     assert.ok(fs.existsSync(path.join(dataDir, GUARD_FILE)));
     assert.equal(fs.statSync(path.join(dataDir, `${GUARD_FILE}.key`)).mode & 0o777, 0o600);
@@ -247,6 +257,21 @@ describe('nodes: registering a number through the signal-account admin routes', 
     assert.ok(fs.existsSync(path.join(dataDir, 'fresh1.db')));
     // The registration's client is closed; the route falls back to "nothing in progress".
     assert.equal((await agent().get('/signal-account/fresh1/register')).body.state, 'idle');
+  });
+
+  it('the guard’s rate limit answers 429 with the seconds to wait', async () => {
+    await helper.load([accountNode], []);
+    const number = nextNumber();
+    // Without a secret anyone may retry a pending claim: each retry from another account counts.
+    for (const id of ['try1', 'try2', 'try3']) {
+      const r = await start(id, { number, captcha: 'x' });
+      assert.equal(r.status, 200, r.text);
+    }
+    const limited = await start('try4', { number, captcha: 'x' });
+    expectError(limited, 429, 'RATE_LIMITED');
+    const wait = Number(limited.body.error?.retryAfterSeconds);
+    assert.ok(wait > 3500 && wait <= 3600, `retry after ${wait} s`);
+    assert.match(String(limited.body.error?.message), /3 per number per hour/);
   });
 
   it('bad input gets a clear 4xx naming what was wrong', async () => {
