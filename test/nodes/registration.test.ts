@@ -274,6 +274,16 @@ describe('nodes: registering a number through the signal-account admin routes', 
     assert.match(String(limited.body.error?.message), /3 per number per hour/);
   });
 
+  it('with a credentialSecret in settings the registry is keyed from it: no key file is written', async () => {
+    helper.settings({ signalAccountDataDir: dataDir, credentialSecret: 'instance secret' });
+    await helper.load([accountNode], []);
+    const r = await start('keyed1', { number: nextNumber(), captcha: 'x' });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(fs.existsSync(path.join(dataDir, GUARD_FILE)));
+    assert.equal(fs.existsSync(path.join(dataDir, `${GUARD_FILE}.key`)), false);
+    assert.equal((await registry()).numbers?.length, 1);
+  });
+
   it('bad input gets a clear 4xx naming what was wrong', async () => {
     await helper.load([accountNode], [accountConfig(sandbox, 'acct1', 'Signal acct1')]);
     expectError(await start('acct1', {}), 400, 'INVALID_INPUT');
