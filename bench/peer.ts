@@ -16,6 +16,7 @@ export type PeerCommand =
   | { cmd: 'send'; from: string; aci: string; deviceId: number; text: string }
   | { cmd: 'start-drain'; who: string; count: number }
   | { cmd: 'drained' }
+  | { cmd: 'cpu' }
   | { cmd: 'stop' };
 
 export interface PeerRequest {
@@ -106,6 +107,12 @@ async function run(c: PeerCommand): Promise<unknown> {
     }
     case 'drained':
       return need(drain, 'a drain');
+    case 'cpu': {
+      // The peer's own CPU time (mock server + phones), so a phase's cost on this machine can be
+      // split between the engine and the party it talks to.
+      const { user, system } = process.cpuUsage();
+      return (user + system) / 1000;
+    }
     case 'stop':
       await Promise.race([Promise.allSettled(deliveries), new Promise((r) => setTimeout(r, 2000))]);
       await sandbox?.close();
