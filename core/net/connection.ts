@@ -154,12 +154,24 @@ export class ChatConnection extends EventEmitter<ChatConnectionEvents> implement
         reject(new TimeoutError(what, timeoutMs));
       }, timeoutMs);
       this.pending.set(key, { resolve, reject, timer, what });
-      this.transport.send(
-        WebSocketMessage.encode({
-          type: WebSocketMessage.Type.REQUEST,
-          request: { verb: req.verb, path: req.path, id, headers, ...(body ? { body } : {}) },
-        }).finish(),
-      );
+      try {
+        this.transport.send(
+          WebSocketMessage.encode({
+            type: WebSocketMessage.Type.REQUEST,
+            request: { verb: req.verb, path: req.path, id, headers, ...(body ? { body } : {}) },
+          }).finish(),
+        );
+      } catch (e) {
+        // Never sent, so never answered: drop it now rather than leave its timer running.
+        clearTimeout(timer);
+        this.pending.delete(key);
+        reject(
+          new NetworkError(
+            `${what}: could not be sent (${e instanceof Error ? e.message : String(e)})`,
+            { cause: e },
+          ),
+        );
+      }
     });
   }
 

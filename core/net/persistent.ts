@@ -108,7 +108,23 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
     if (error) this.lastError = error;
     if (this.stateValue === state && !error) return;
     this.stateValue = state;
-    this.emit('state', state, error);
+    this.notify('state', state, error);
+  }
+
+  /**
+   * Emits to the user's listeners, which run inside the connect and reconnect paths (fire and
+   * forget): one that throws would otherwise become an unhandled rejection and strand the socket
+   * half way through a transition. Reported and ignored instead.
+   */
+  private notify<K extends keyof PersistentChatEvents>(
+    event: K,
+    ...args: PersistentChatEvents[K]
+  ): void {
+    try {
+      (this.emit as (e: K, ...a: PersistentChatEvents[K]) => boolean)(event, ...args);
+    } catch (e) {
+      this.opts.logger.error(`${this.name}: a '${event}' listener failed`, e);
+    }
   }
 
   /**
@@ -166,7 +182,7 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
     this.connections++;
     conn.once('close', (info: CloseInfo) => this.onClose(conn, info));
     this.setState('connected');
-    this.emit('connected', conn);
+    this.notify('connected', conn);
     this.wakeWaiters();
   }
 
@@ -211,7 +227,7 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
       if (previousGone) void previousGone.then(() => this.connectOnce());
       else void this.connectOnce();
     }, delayMs);
-    this.emit('reconnecting', { attempt, delayMs, error: err });
+    this.notify('reconnecting', { attempt, delayMs, error: err });
   }
 
   /** Stops for good (until start() after fixing the cause): no reconnect loop. */

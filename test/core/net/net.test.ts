@@ -113,6 +113,29 @@ describe('net', function () {
       );
     });
 
+    it('a request whose frame cannot be sent fails at once as NETWORK and leaves no timer behind', async () => {
+      const conn = await ChatConnection.open({
+        env: server.env,
+        path: '/v1/websocket/',
+        logger: silentLogger,
+        keepalive: false,
+      });
+      closers.push(() => conn.close());
+      const before = await activeResourcesNow();
+      const transport = (conn as unknown as { transport: { send(data: Uint8Array): void } })
+        .transport;
+      transport.send = () => {
+        throw new Error('socket is not writable');
+      };
+      await assert.rejects(
+        conn.request({ verb: 'GET', path: '/v1/a', timeoutMs: 60_000 }),
+        (e: unknown) =>
+          e instanceof NetworkError && /GET \/v1\/a: could not be sent/.test(e.message),
+      );
+      assert.deepEqual(activeResources(), before, 'the 60 s request timer was cleared');
+      assert.equal((conn as unknown as { pending: Map<string, unknown> }).pending.size, 0);
+    });
+
     it('detects HTTP/1.1 by ALPN for the auto transport', async () => {
       const env = resolveEnvironment({
         ...server.env,
@@ -293,6 +316,35 @@ describe('net', function () {
         backoffDelay(50, b, () => 0),
         30_000,
       );
+    });
+
+    it('a state listener that throws is reported, not an unhandled rejection, and reconnects go on', async () => {
+      const errors: string[] = [];
+      const logger = { ...silentLogger, error: (msg: string) => void errors.push(msg) };
+      const chat = new PersistentChat({ env: server.env, logger, ...fast });
+      closers.push(() => chat.close());
+      const states: string[] = [];
+      chat.on('state', (s) => {
+        states.push(s);
+        throw new Error(`listener broke on ${s}`);
+      });
+      chat.on('reconnecting', () => {
+        throw new Error('listener broke on reconnecting');
+      });
+      await chat.waitConnected(5000);
+      server.dropAll();
+      await until(() => chat.connections >= 2 && chat.state === 'connected', 5000, 'reconnected');
+      server.dropAll();
+      await until(() => chat.connections >= 3 && chat.state === 'connected', 5000, 'again');
+      assert.deepEqual(states.slice(0, 4), [
+        'connecting',
+        'connected',
+        'disconnected',
+        'connecting',
+      ]);
+      assert.ok(errors.some((m) => /'state' listener failed/.test(m)));
+      assert.ok(errors.some((m) => /'reconnecting' listener failed/.test(m)));
+      assert.equal((await chat.request({ verb: 'GET', path: '/v1/a' })).status, 200);
     });
 
     it('does not reconnect after close()', async () => {
