@@ -53,6 +53,52 @@ export function provisioningUrl(address: string, publicKey: Uint8Array): string 
   return `sgnl://linkdevice?uuid=${encodeURIComponent(address)}&pub_key=${encodeURIComponent(pub)}`;
 }
 
+/** The identifier fields of a ProvisionMessage; the string ones are older phones' (§3 step 4). */
+export interface ProvisionedIdentifierFields {
+  aciBinary?: Uint8Array | null;
+  pniBinary?: Uint8Array | null;
+  aci?: string | null;
+  pni?: string | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function uuidFromBytes(bytes: Uint8Array, what: string): string {
+  if (bytes.length !== 16) throw new ProtocolError(`The phone sent a malformed ${what}`);
+  const hex = Buffer.from(bytes).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function uuidFromString(value: string, what: string, prefix?: string): string {
+  let v = value.trim();
+  if (prefix && v.toUpperCase().startsWith(prefix)) v = v.slice(prefix.length);
+  if (!UUID.test(v)) throw new ProtocolError(`The phone sent a malformed ${what}`);
+  return v.toLowerCase();
+}
+
+/**
+ * The account's ACI and PNI as bare lower-case UUIDs. Current phones send the 16-byte
+ * `aciBinary`/`pniBinary`; the string fields may be absent (PROTOCOL.md §3 step 4) but are what an
+ * older phone sends, so either form is accepted, the binary one first.
+ */
+export function provisionedIdentifiers(message: ProvisionedIdentifierFields): {
+  aci: string;
+  pni: string;
+} {
+  const aci = message.aciBinary?.length
+    ? uuidFromBytes(message.aciBinary, 'ACI')
+    : message.aci
+      ? uuidFromString(message.aci, 'ACI')
+      : undefined;
+  const pni = message.pniBinary?.length
+    ? uuidFromBytes(message.pniBinary, 'PNI')
+    : message.pni
+      ? uuidFromString(message.pni, 'PNI', 'PNI:')
+      : undefined;
+  if (!aci || !pni) throw new ProtocolError('The phone sent no account identifiers');
+  return { aci, pni };
+}
+
 /**
  * Emits 'state' (LinkState) and 'url' (string, a secret: never log it). `run()` resolves with the
  * linked account, or rejects with CancelledError or the failure.
@@ -138,17 +184,26 @@ export class Linker extends EventEmitter {
         await this.pause();
         continue;
       }
+      // One listener per socket lifetime, removed when it ends: a long wait reopens the socket many
+      // times on the same caller's signal, which must not collect a listener per reopen.
+      let onAbort: (() => void) | undefined;
       const aborted = new Promise<'aborted'>((resolve) => {
         if (!signal) return;
-        if (signal.aborted) resolve('aborted');
-        signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+        if (signal.aborted) return resolve('aborted');
+        onAbort = () => resolve('aborted');
+        signal.addEventListener('abort', onAbort, { once: true });
       });
-      const outcome = await Promise.race([
-        envelope.then((env) => ({ env })),
-        socket.closed.then(() => 'closed' as const),
-        aborted,
-      ]);
-      socket.close();
+      let outcome: { env: ProvisionEnvelope } | 'closed' | 'aborted';
+      try {
+        outcome = await Promise.race([
+          envelope.then((env) => ({ env })),
+          socket.closed.then(() => 'closed' as const),
+          aborted,
+        ]);
+      } finally {
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+        socket.close();
+      }
       if (outcome === 'aborted') throw new CancelledError('Linking');
       if (outcome === 'closed') {
         // The server closes an unused provisioning socket after a while: reopen, show a fresh URL.
@@ -175,16 +230,17 @@ export class Linker extends EventEmitter {
 
   private pause(): Promise<void> {
     const ms = this.opts.reopenDelayMs ?? 1000;
+    const signal = this.opts.signal;
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.opts.signal?.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

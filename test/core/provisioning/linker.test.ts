@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { PrivateKey } from '@signalapp/libsignal-client';
 import {
   Linker,
+  provisionedIdentifiers,
   provisioningUrl,
   type ProvisioningPorts,
   type ProvisioningSocket,
 } from '../../../core/provisioning/linker';
-import { CancelledError } from '../../../core/errors';
+import { CancelledError, ProtocolError } from '../../../core/errors';
 import { silentLogger } from '../../../core/log';
 import { ProvisionEnvelope, ProvisioningAddress, ProvisionMessage } from '../../../proto';
 import type { IncomingRequestHandler } from '../../../core/net/types';
@@ -128,6 +130,72 @@ describe('provisioning/linker', () => {
     assert.equal(linker.state, 'cancelled');
     assert.equal(fake.sockets[0]?.closedByClient, true);
     assert.equal(fake.completed.length, 0);
+  });
+
+  it("keeps one abort listener on the caller's signal however often the socket is reopened", async () => {
+    const fake = new FakeProvisioning();
+    const controller = new AbortController();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const linker = new Linker(fake.ports(), {
+        logger: silentLogger,
+        signal: controller.signal,
+        reopenDelayMs: 1,
+        maxReopens: 100,
+      });
+      const result = linker.run();
+      const counts: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        await nextUrl(linker);
+        counts.push(getEventListeners(controller.signal, 'abort').length);
+        fake.sockets[i]?.close(); // the server closes the unused socket: reopen
+      }
+      await nextUrl(linker);
+      assert.ok(Math.max(...counts) <= 1, `listeners per reopen: ${counts.join(',')}`);
+      controller.abort();
+      await assert.rejects(result, CancelledError);
+      assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(!warnings.includes('MaxListenersExceededWarning'));
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('reads the ACI and PNI from the binary fields, or from the string fields when those are absent', () => {
+    const aci = '0a1b2c3d-4e5f-4061-8172-8394a5b6c7d8';
+    const pni = 'f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f';
+    const bytes = (u: string) => new Uint8Array(Buffer.from(u.replace(/-/g, ''), 'hex'));
+    assert.deepEqual(provisionedIdentifiers({ aciBinary: bytes(aci), pniBinary: bytes(pni) }), {
+      aci,
+      pni,
+    });
+    // An older phone: strings only, upper case, the PNI with its prefix.
+    assert.deepEqual(
+      provisionedIdentifiers({
+        aciBinary: new Uint8Array(0),
+        aci: aci.toUpperCase(),
+        pni: `PNI:${pni.toUpperCase()}`,
+      }),
+      { aci, pni },
+    );
+    assert.deepEqual(provisionedIdentifiers({ aciBinary: bytes(aci), pni }), { aci, pni });
+    // The binary field wins over the string one.
+    assert.equal(
+      provisionedIdentifiers({ aciBinary: bytes(aci), aci: pni, pniBinary: bytes(pni) }).aci,
+      aci,
+    );
+    assert.throws(() => provisionedIdentifiers({ aci }), /no account identifiers/);
+    assert.throws(
+      () => provisionedIdentifiers({ aci: 'not-a-uuid', pni }),
+      (e: unknown) => e instanceof ProtocolError && /malformed ACI/.test(e.message),
+    );
+    assert.throws(
+      () => provisionedIdentifiers({ aciBinary: new Uint8Array(15), pni }),
+      ProtocolError,
+    );
   });
 
   it('gives up with a clear error when the socket keeps closing', async () => {
