@@ -39,7 +39,17 @@ export interface Sandbox {
   }): Promise<PrimaryDevice>;
   /** Closed before the server at teardown (clients hold HTTP/2 sessions that would stall it). */
   track<T extends Closable>(c: T): T;
+  /**
+   * Closes the tracked clients, then the server, each within the cap. Rejects, after cleaning up
+   * what it can, naming what did not close in time: a teardown that only looks bounded hides a
+   * leak (the port stays open, the next test shares a half-closed server).
+   */
   close(): Promise<void>;
+}
+
+export interface SandboxOptions {
+  /** Cap on each client's and the server's close (default 5000 ms). */
+  closeTimeoutMs?: number;
 }
 
 /** Races a promise against a timeout; the mock's waitFor* helpers have none of their own. */
@@ -94,14 +104,25 @@ function installDirectoryAuthRoute(): void {
   };
 }
 
-async function bounded(p: Promise<unknown> | unknown, ms: number): Promise<void> {
-  await Promise.race([
-    Promise.resolve(p).catch(() => undefined),
-    new Promise((r) => setTimeout(r, ms).unref()),
+/** Waits for `p` at most `ms`; true when it settled in time (a rejection counts as settled). */
+async function bounded(p: Promise<unknown> | unknown, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    Promise.resolve(p).then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((r) => {
+      timer = setTimeout(() => r(false), ms);
+      timer.unref();
+    }),
   ]);
+  clearTimeout(timer);
+  return settled;
 }
 
-export async function startSandbox(): Promise<Sandbox> {
+export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> {
+  const closeTimeoutMs = opts.closeTimeoutMs ?? 5000;
   installDirectoryAuthRoute();
   const cdn3Path = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-cdn3-'));
   const server = new mock.Server({ cdn3Path });
@@ -143,9 +164,20 @@ export async function startSandbox(): Promise<Sandbox> {
     },
     close: () => {
       closed ??= (async () => {
-        for (const c of tracked.splice(0).reverse()) await bounded(c.close(), 5000);
-        await bounded(server.close(), 5000);
+        let stuckClients = 0;
+        for (const c of tracked.splice(0).reverse()) {
+          if (!(await bounded(c.close(), closeTimeoutMs))) stuckClients++;
+        }
+        const serverClosed = await bounded(server.close(), closeTimeoutMs);
         fs.rmSync(cdn3Path, { recursive: true, force: true });
+        const stuck = [
+          ...(stuckClients ? [`${stuckClients} tracked client(s)`] : []),
+          ...(serverClosed ? [] : ['the mock server']),
+        ];
+        if (stuck.length)
+          throw new Error(
+            `sandbox teardown: ${stuck.join(' and ')} did not close within ${closeTimeoutMs} ms`,
+          );
       })();
       return closed;
     },
