@@ -1,11 +1,30 @@
 /**
  * signal-lookup: which of these phone numbers are on Signal, and under which ids.
  */
-import { SignalError } from '../core/errors';
+import { CdsiUnavailableError, SignalError } from '../core/errors';
 import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
 import type { Node, NodeMessage, RED } from './lib/red';
-import { numbersOf } from './lib/msg';
+import { lookupSummary, numbersOf } from './lib/msg';
 import { fail } from './lib/status';
+
+/**
+ * A lookup answers all its numbers or fails whole (the engine's choice: on a custom server a number
+ * missing from the contacts fails the lookup). The error must name the numbers that could not be
+ * resolved, and say that the others were not answered either, so the flow knows what to drop.
+ */
+function unresolvedNamed(e: unknown, payload: unknown): unknown {
+  if (!(e instanceof CdsiUnavailableError) || e.numbers.length === 0) return e;
+  const total = Array.isArray(payload) ? payload.length : 1;
+  const unnamed = e.numbers.filter((n) => !e.message.includes(n));
+  const others = total - e.numbers.length;
+  if (unnamed.length === 0 && others <= 0) return e;
+  const message =
+    (unnamed.length > 0 ? `Could not resolve ${e.numbers.join(', ')}: ${e.message}` : e.message) +
+    (others > 0
+      ? ` (the lookup answers all its numbers or none: look the other ${others} up without ${e.numbers.length === 1 ? 'it' : 'them'})`
+      : '');
+  return new CdsiUnavailableError(e.numbers, message, { cause: e });
+}
 
 export = function register(RED: RED): void {
   function SignalLookupNode(this: Node, config: { id: string; name?: string; account?: string }) {
@@ -33,11 +52,7 @@ export = function register(RED: RED): void {
               registered,
             }));
             msg.payload = single ? strip[0] : strip;
-            const sources = [...new Set(results.map((r) => r.source))];
-            msg.signal = {
-              ...((msg.signal as object) ?? {}),
-              lookup: { source: sources.length === 1 ? sources[0] : sources },
-            };
+            msg.signal = { ...((msg.signal as object) ?? {}), lookup: lookupSummary(results) };
             send(msg);
             node.status({
               fill: 'green',
@@ -46,7 +61,7 @@ export = function register(RED: RED): void {
             });
             done();
           } catch (e) {
-            fail(node, e, msg, done);
+            fail(node, unresolvedNamed(e, msg.payload), msg, done);
           }
         })();
       },

@@ -43,12 +43,14 @@ export = function register(RED: RED): void {
             return fail(node, e, msg, done);
           }
           const results: SendOutcome[] = [];
+          // Each recipient's send carries its own timestamp (results[i].timestamp); msg.signal.timestamp
+          // is the first successful one, the id to quote when there is a single recipient.
           let timestamp: number | undefined;
           for (const to of recipients) {
             try {
               const r = await client.send(to, text);
               timestamp ??= r.timestamp;
-              results.push({ to, serviceId: r.serviceId, status: 'sent' });
+              results.push({ to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' });
             } catch (e) {
               results.push({
                 to,

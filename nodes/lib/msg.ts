@@ -2,7 +2,7 @@
 import { classifyRecipient } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
-import type { IncomingEvent } from '../../core/types';
+import type { IncomingEvent, LookupSource } from '../../core/types';
 import type { NodeMessage } from './red';
 
 /**
@@ -25,6 +25,8 @@ export const MAX_LOOKUP_NUMBERS = 1000;
 export interface SendOutcome {
   to: string;
   serviceId?: string;
+  /** This recipient's own message timestamp (each recipient's send gets one of its own). */
+  timestamp?: number;
   status: 'sent' | 'failed';
   error?: { code: string; message: string };
 }
@@ -118,7 +120,25 @@ export const IN_TYPES: InType[] = [
   'identity-change',
 ];
 
-/** The documented msg for one engine event. */
+/**
+ * msg.signal.lookup for one lookup: `sources` is each answer's source in input order; `source` is one
+ * string as documented: the source of every answer when they agree, else "mixed".
+ */
+export function lookupSummary(results: Array<{ source: LookupSource }>): {
+  source: LookupSource | 'mixed';
+  sources: LookupSource[];
+} {
+  const sources = results.map((r) => r.source);
+  const first = sources[0];
+  const source = first !== undefined && sources.every((s) => s === first) ? first : 'mixed';
+  return { source, sources };
+}
+
+/**
+ * The documented msg for one engine event. An identity change is not a received envelope: the engine
+ * reports only the contact's id, when it noticed, and whether sends are blocked, so that msg has no
+ * from.device, serverTimestamp or sealed (the help says so).
+ */
 export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage } {
   if (ev.type === 'identity-change') {
     return {

@@ -35,6 +35,8 @@ import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import inNode = require('../../nodes/signal-in');
 import lookupNode = require('../../nodes/signal-lookup');
+// Node-RED's own function node, for the echo flow wired in the flow itself.
+const functionNode = require('@node-red/nodes/core/function/10-function.js') as unknown;
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { NodeMessage } from '../../nodes/lib/red';
 
@@ -123,7 +125,23 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   const flow = () => [
     account(),
     { id: 'out1', type: 'signal-out', account: 'acct1', to: '', wires: [['outSink']] },
-    { id: 'in1', type: 'signal-in', account: 'acct1', types: 'message', wires: [['inSink']] },
+    {
+      id: 'in1',
+      type: 'signal-in',
+      account: 'acct1',
+      types: 'message',
+      wires: [['inSink', 'echoFn']],
+    },
+    // The echo bot, wired: signal-in → function → signal-out, no recipient configured.
+    {
+      id: 'echoFn',
+      type: 'function',
+      func: "msg.payload = 'echo: ' + msg.payload;\nreturn msg;",
+      outputs: 1,
+      wires: [['echoOut']],
+    },
+    { id: 'echoOut', type: 'signal-out', account: 'acct1', to: '', wires: [['echoSink']] },
+    { id: 'echoSink', type: 'helper' },
     { id: 'lookup1', type: 'signal-lookup', account: 'acct1', wires: [['lookupSink']] },
     { id: 'outSink', type: 'helper' },
     { id: 'inSink', type: 'helper' },
@@ -171,12 +189,13 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   }
 
   it('links through the admin routes, then sends, receives, echoes and looks up', async () => {
-    await helper.load([accountNode, outNode, inNode, lookupNode], flow());
+    await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     await linkThroughAdminRoutes();
     const out = helper.getNode('out1') as TestNode;
     const outSink = helper.getNode('outSink') as TestNode;
     const inSink = helper.getNode('inSink') as TestNode;
     const lookupSink = helper.getNode('lookupSink') as TestNode;
+    const echoSink = helper.getNode('echoSink') as TestNode;
 
     // signal-out → Bob
     const sent = nextInput(outSink, (m) => m.payload === 'hello from a flow');
@@ -184,10 +203,12 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     const outMsg = await sent;
     const signal = outMsg.signal as {
       timestamp: number;
-      results: Array<{ status: string; serviceId: string }>;
+      results: Array<{ status: string; serviceId: string; timestamp: number }>;
     };
     assert.equal(signal.results[0]?.status, 'sent');
     assert.equal(signal.results[0]?.serviceId, bob.device.aci);
+    assert.equal(typeof signal.results[0]?.timestamp, 'number');
+    assert.equal(signal.timestamp, signal.results[0]?.timestamp);
     assert.equal(
       (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
       'hello from a flow',
@@ -205,26 +226,36 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     assert.ok(device);
     await bob.addSingleUseKey(device, await device.popSingleUseKey());
     const received = nextInput(inSink);
-    await bob.sendText(device, 'ping', { sealed: true, withProfileKey: true });
+    const echoed = nextInput(echoSink, (m) => m.payload === 'echo: ping');
+    const sentAt = Date.now();
+    await bob.sendText(device, 'ping', { sealed: true, withProfileKey: true, timestamp: sentAt });
     const inMsg = await received;
     assert.equal(inMsg.payload, 'ping');
     assert.equal(inMsg.to, bob.device.aci);
     assert.equal(inMsg.topic, bob.device.number);
-    const s = inMsg.signal as {
-      type: string;
-      from: { aci: string; number: string };
-      sealed: boolean;
-      timestamp: number;
-    };
-    assert.equal(s.type, 'message');
-    assert.equal(s.from.aci, bob.device.aci);
-    assert.equal(s.sealed, true);
-    assert.ok(s.timestamp > 0);
+    // The whole documented msg.signal (DESIGN.md "Node contracts"), nothing more.
+    const s = inMsg.signal as Record<string, unknown> & { from: Record<string, unknown> };
+    const { name, ...from } = s.from;
+    assert.deepEqual(from, {
+      aci: bob.device.aci,
+      number: bob.device.number,
+      device: bob.device.deviceId,
+    });
+    if (name !== undefined) assert.equal(name, 'Bob');
+    const { serverTimestamp, ...rest } = s;
+    assert.deepEqual(rest, { type: 'message', from: s.from, timestamp: sentAt, sealed: true });
+    assert.equal(typeof serverTimestamp, 'number');
+    assert.ok(
+      Math.abs((serverTimestamp as number) - sentAt) < 60_000,
+      `serverTimestamp ${String(serverTimestamp)} is when the server took the message`,
+    );
 
-    // echo: signal-in's msg goes straight back through signal-out with no configuration
-    const echoed = nextInput(outSink, (m) => m.payload === 'echo: ping');
-    out.receive({ ...inMsg, payload: `echo: ${String(inMsg.payload)}` });
-    await echoed;
+    // echo: the wired signal-in → function → signal-out answers Bob with no configuration
+    const echoMsg = await echoed;
+    assert.equal(
+      (echoMsg.signal as { results: Array<{ serviceId: string }> }).results[0]?.serviceId,
+      bob.device.aci,
+    );
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'echo')).body, 'echo: ping');
 
     // signal-lookup resolves Bob's number from what the account learned
@@ -234,7 +265,31 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     assert.deepEqual(lookupMsg.payload, [
       { number: bob.device.number, aci: bob.device.aci, pni: null, registered: true },
     ]);
-    assert.deepEqual((lookupMsg.signal as { lookup: unknown }).lookup, { source: 'contacts' });
+    assert.deepEqual((lookupMsg.signal as { lookup: unknown }).lookup, {
+      source: 'contacts',
+      sources: ['contacts'],
+    });
+    const lookedOne = nextInput(lookupSink);
+    (helper.getNode('lookup1') as TestNode).receive({ payload: bob.device.number });
+    const oneMsg = await lookedOne;
+    assert.equal((oneMsg.payload as { number: string }).number, bob.device.number);
+    assert.deepEqual((oneMsg.signal as { lookup: unknown }).lookup, {
+      source: 'contacts',
+      sources: ['contacts'],
+    });
+
+    // A number the mock server cannot resolve fails the whole lookup (the engine's choice); the
+    // error names it and says the other number was not answered either.
+    const unknownNumber = '+15550009999';
+    const lookupErr = nextError(helper.getNode('lookup1') as TestNode);
+    (helper.getNode('lookup1') as TestNode).receive({
+      payload: [bob.device.number, unknownNumber],
+    });
+    const le = await lookupErr;
+    assert.equal(le.code, 'CDSI_UNAVAILABLE');
+    assert.ok(le.message.includes(unknownNumber), le.message);
+    assert.ok(!le.message.includes(String(bob.device.number)), le.message);
+    assert.match(le.message, /the other 1 up without it/);
 
     // every documented bad input: a clear error through done(err), and the node keeps working
     const cases: Array<[NodeMessage, string, RegExp]> = [
@@ -268,7 +323,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   });
 
   it('reports NOT_LINKED for an account that was never linked, and 404/400 on bad admin requests', async () => {
-    await helper.load([accountNode, outNode, inNode, lookupNode], flow());
+    await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     const out = helper.getNode('out1') as TestNode;
     const err = nextError(out);
     out.receive({ payload: 'hi', to: bob.device.aci });
