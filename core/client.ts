@@ -9,9 +9,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import {
-  Aci,
   IdentityKeyPair,
-  Pni,
   PrivateKey,
   ProtocolAddress,
   PublicKey,
@@ -36,6 +34,7 @@ import {
   generateSignedPreKey,
 } from './crypto/keys';
 import {
+  CancelledError,
   ClosedError,
   InvalidInputError,
   NotLinkedError,
@@ -62,7 +61,7 @@ import {
   type BackoffOptions,
   type ChatState,
 } from './net/persistent';
-import { Linker, type LinkState } from './provisioning/linker';
+import { Linker, provisionedIdentifiers, type LinkState } from './provisioning/linker';
 import { RegistrationError } from './registration/errors';
 import { registerAccount } from './registration/register';
 import {
@@ -170,7 +169,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private setState(state: ClientState, error?: SignalError): void {
     if (this.stateValue === state && !error) return;
     this.stateValue = state;
-    this.emit('state', state, error);
+    // A listener that throws must not abort the transition that emitted it (link, close, the
+    // chat socket's reconnects): report it and go on.
+    try {
+      this.emit('state', state, error);
+    } catch (e) {
+      this.logger.error(`a 'state' listener failed on '${state}'`, e);
+    }
   }
 
   get account(): AccountInfo | null {
@@ -253,7 +258,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       const account = await linker.run();
       return account;
     } catch (e) {
-      if (!this.account) this.setState('idle', e instanceof SignalError ? e : undefined);
+      if (!this.closed && !this.account)
+        this.setState('idle', e instanceof SignalError ? e : undefined);
       throw e;
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
@@ -267,13 +273,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   }
 
   private async completeLink(message: ProvisionMessage, signal: AbortSignal): Promise<AccountInfo> {
-    const aci = message.aciBinary?.length
-      ? Aci.fromUuidBytes(message.aciBinary).getRawUuid()
-      : undefined;
-    const pni = message.pniBinary?.length
-      ? Pni.fromUuidBytes(message.pniBinary).getRawUuid()
-      : undefined;
-    if (!aci || !pni) throw new ProtocolError('The phone sent no account identifiers');
+    const { aci, pni } = provisionedIdentifiers(message);
     const need = (b: Uint8Array | null | undefined, what: string): Uint8Array<ArrayBuffer> => {
       if (!b || b.length === 0) throw new ProtocolError(`The phone sent no ${what}`);
       return new Uint8Array(b);
@@ -296,15 +296,25 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const pniLastResort = generateKyberPreKey(pniIdentity.privateKey, 1);
     const deviceName = this.options.deviceName ?? 'Node-RED';
 
-    if (signal.aborted) throw new SignalError('CANCELLED', 'Linking was cancelled');
-    const unauth = await ChatConnection.open({
-      env: this.environment,
-      path: '/v1/websocket/',
-      logger: this.logger,
-      keepalive: false,
-    });
+    // Until the PUT is sent nothing exists anywhere: a cancel (or close()) ends the link as
+    // cancelled, as a CancelledError the linker reports as such, with no account file.
+    const cancelled = () => new CancelledError('Linking');
+    if (signal.aborted) throw cancelled();
+    let unauth: ChatConnection;
+    try {
+      unauth = await ChatConnection.open({
+        env: this.environment,
+        path: '/v1/websocket/',
+        logger: this.logger,
+        keepalive: false,
+        signal,
+      });
+    } catch (e) {
+      throw signal.aborted ? cancelled() : e;
+    }
     let linked: { deviceId: number; aci: string; pni: string };
     try {
+      if (signal.aborted) throw cancelled();
       linked = await api.linkDevice(unauth, {
         aci,
         password,
@@ -328,7 +338,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     } finally {
       unauth.close();
     }
-    // From here the phone lists this device: finish even if cancelled (see provisioning/linker.ts).
+    // From here the phone lists this device: finish even if cancelled (see provisioning/linker.ts),
+    // and save the account even if the client was closed meanwhile, so that device has one.
     const store = this.openStore();
     store.transaction(() => {
       store.account.save({
@@ -354,6 +365,12 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     });
     store.accountChanged();
     this.logger.info(`linked as device ${linked.deviceId}`);
+    if (this.closed) {
+      // close() ran during the PUT and may be done already: this handle is ours to close.
+      store.close();
+      if (this.store === store) this.store = null;
+      throw new ClosedError();
+    }
     // One-time keys for both identities (§3 step 6) go up before maintenance starts checking counts,
     // or both would generate and upload a batch.
     this.holdMaintenance = true;
@@ -977,6 +994,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     await new Promise((r) => setImmediate(r));
     this.receiver?.stop();
     this.store?.close();
+    this.store = null;
     this.setState('closed');
     this.removeAllListeners();
   }

@@ -55,12 +55,16 @@ export async function linkClient(
   const dataFile = tempDataFile();
   const client = await openClient(sandbox, dataFile, extra);
   const provision = sandbox.server.waitForProvision();
-  const linking = client.link({
-    onUrl: (url) => {
-      void provision.then((p) => p.complete({ provisionURL: url, primaryDevice: primary }));
-    },
-  });
-  await withTimeout(linking, 20_000, 'linking');
+  let firstUrl!: (url: string) => void;
+  const url = new Promise<string>((resolve) => (firstUrl = resolve));
+  const linking = client.link({ onUrl: (u) => firstUrl(u) });
+  // The phone's side is part of the result: the mock's provision.complete() resolving (with the
+  // device it made) is what says it accepted the link; a hang or rejection there fails the test.
+  const completing = Promise.all([provision, url]).then(([p, provisionURL]) =>
+    p.complete({ provisionURL, primaryDevice: primary }),
+  );
+  const [, device] = await withTimeout(Promise.all([linking, completing]), 20_000, 'linking');
+  if (!device) throw new Error('linking: provision.complete() resolved without a device');
   return { client, primary, dataFile };
 }
 

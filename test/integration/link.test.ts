@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SignalClient } from '../../core/client';
-import { CancelledError } from '../../core/errors';
+import { CancelledError, ClosedError } from '../../core/errors';
+import { ChatConnection, type ConnectionOptions } from '../../core/net/connection';
+import type { ChatRequest } from '../../core/net/types';
 import {
   captureLogger,
   linkClient,
@@ -10,8 +12,42 @@ import {
   startSandbox,
   tempDataFile,
   withTimeout,
+  type PrimaryDevice,
   type Sandbox,
 } from './helpers';
+
+/** Lets the mock phone scan the first link URL; the promise is the phone's view of the link. */
+function scanWith(sandbox: Sandbox, primary: PrimaryDevice) {
+  const provision = sandbox.server.waitForProvision();
+  let firstUrl!: (url: string) => void;
+  const url = new Promise<string>((resolve) => (firstUrl = resolve));
+  const phone = Promise.all([provision, url]).then(([p, provisionURL]) =>
+    p.complete({ provisionURL, primaryDevice: primary }),
+  );
+  // Cancelled links never finish on the phone's side: no unhandled rejection from it either way.
+  phone.catch(() => undefined);
+  return { onUrl: (u: string) => firstUrl(u), phone };
+}
+
+/**
+ * Runs `fn` with ChatConnection.open wrapped for the unauthenticated chat socket linking opens
+ * (the provisioning socket and authenticated ones pass through untouched).
+ */
+async function withUnauthOpen<T>(
+  wrap: (open: Promise<ChatConnection>) => Promise<ChatConnection>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const realOpen = ChatConnection.open.bind(ChatConnection);
+  ChatConnection.open = (opts: ConnectionOptions) => {
+    const opening = realOpen(opts);
+    return opts.path === '/v1/websocket/' && !opts.auth ? wrap(opening) : opening;
+  };
+  try {
+    return await fn();
+  } finally {
+    ChatConnection.open = realOpen;
+  }
+}
 
 describe('integration: linking to a mock phone', function () {
   this.timeout(60_000);
@@ -63,6 +99,100 @@ describe('integration: linking to a mock phone', function () {
     assert.equal(fs.existsSync(dataFile), false);
     assert.equal(fs.readdirSync(path.dirname(dataFile)).length, 0);
     assert.equal(client.account, null);
+  });
+
+  it('a cancel right after the scan, before the link request, ends cancelled with no account file', async () => {
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const lines: string[] = [];
+    const dataFile = tempDataFile();
+    const client = await openClient(sandbox, dataFile, { logger: captureLogger(lines) });
+    const linkStates: string[] = [];
+    client.on('link-state', (s) => {
+      linkStates.push(s);
+      // The scan arrived and was decrypted: cancel before the keys go to the server.
+      if (s === 'linking') client.cancelLink();
+    });
+    const { onUrl } = scanWith(sandbox, alice);
+    await assert.rejects(
+      withTimeout(client.link({ onUrl }), 20_000, 'linking'),
+      (e: unknown) => e instanceof CancelledError,
+    );
+    assert.deepEqual(linkStates, ['waiting', 'linking', 'cancelled']);
+    assert.ok(!lines.some((l) => /linking failed/.test(l)), lines.join('\n'));
+    assert.equal(client.state, 'idle');
+    assert.equal(client.account, null);
+    assert.equal(fs.existsSync(dataFile), false);
+  });
+
+  it('a cancel while the link socket is opening ends cancelled, never links, and leaves no file', async () => {
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const dataFile = tempDataFile();
+    const client = await openClient(sandbox, dataFile);
+    const linkStates: string[] = [];
+    client.on('link-state', (s) => linkStates.push(s));
+    const requests: string[] = [];
+    const { onUrl } = scanWith(sandbox, alice);
+    await withUnauthOpen(
+      (opening) => {
+        // The socket's connect is under way: cancel now, in the middle of it.
+        client.cancelLink();
+        return opening.then((conn) => {
+          const request = conn.request.bind(conn);
+          conn.request = (req: ChatRequest) => {
+            requests.push(`${req.verb} ${req.path}`);
+            return request(req);
+          };
+          return conn;
+        });
+      },
+      () =>
+        assert.rejects(
+          withTimeout(client.link({ onUrl }), 20_000, 'linking'),
+          (e: unknown) => e instanceof CancelledError,
+        ),
+    );
+    assert.deepEqual(requests, [], 'no PUT /v1/devices/link was sent');
+    assert.equal(linkStates.at(-1), 'cancelled');
+    assert.equal(client.account, null);
+    assert.equal(fs.existsSync(dataFile), false);
+  });
+
+  it('close() while the link request is in flight saves the account, closes the store and rejects as closed', async () => {
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const dataFile = tempDataFile();
+    const client = await openClient(sandbox, dataFile);
+    const { onUrl } = scanWith(sandbox, alice);
+    let closing: Promise<void> | undefined;
+    await withUnauthOpen(
+      (opening) =>
+        opening.then((conn) => {
+          const request = conn.request.bind(conn);
+          conn.request = (req: ChatRequest) => {
+            const answer = request(req);
+            if (req.path !== '/v1/devices/link') return answer;
+            // The server has the request: the client is closed before its answer is read.
+            closing = client.close();
+            return answer.then(async (res) => {
+              await closing;
+              return res;
+            });
+          };
+          return conn;
+        }),
+      () =>
+        assert.rejects(
+          withTimeout(client.link({ onUrl }), 20_000, 'linking'),
+          (e: unknown) => e instanceof ClosedError,
+        ),
+    );
+    assert.ok(closing, 'close() ran during the link request');
+    assert.equal(client.state, 'closed');
+    assert.equal(client.storeForTesting, null, 'no database handle left open on a closed client');
+    // The server linked the device (the phone lists it), so the account behind it was kept: a new
+    // client has it. (The mock's provision.complete() waits for one-time keys a closed client
+    // never uploads, so it is not awaited here.)
+    const again = await openClient(sandbox, dataFile);
+    assert.equal(again.account?.aci, alice.device.aci);
   });
 
   it('wrong credentials end unlinked with a clear error, and no reconnect loop', async () => {

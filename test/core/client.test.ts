@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SignalClient } from '../../core/client';
+import { CancelledError } from '../../core/errors';
+import type { Logger } from '../../core/log';
+
+const root = path.join(__dirname, '..', '..');
+
+function tempDataFile(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-client-')), 'account.db');
+}
+
+function recordingLogger(): Logger & { errors: string[] } {
+  const errors: string[] = [];
+  const none = () => undefined;
+  return { errors, debug: none, info: none, warn: none, error: (msg) => void errors.push(msg) };
+}
+
+describe('engine entry point', () => {
+  it('package.json main is the compiled core/index, which exports the client, errors and helpers', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+      main: string;
+      types: string;
+    };
+    assert.equal(pkg.main, 'dist/core/index.js');
+    assert.equal(pkg.types, 'dist/core/index.d.ts');
+    // The source the build compiles to `main` (tsconfig: rootDir ".", outDir "dist").
+    const source = path.join(root, pkg.main.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
+    assert.ok(fs.existsSync(source), source);
+    const engine = require(source) as Record<string, unknown>;
+    assert.equal(engine.SignalClient, SignalClient);
+    for (const name of [
+      'SignalError',
+      'CancelledError',
+      'ClosedError',
+      'NotLinkedError',
+      'RateLimitedError',
+      'UnauthorizedError',
+      'RegistrationError',
+      'CaptchaRequiredError',
+    ]) {
+      assert.equal(typeof engine[name], 'function', `${name} is exported`);
+    }
+    const { CancelledError: Exported, SignalError } = engine as {
+      CancelledError: typeof CancelledError;
+      SignalError: new (...a: never[]) => Error;
+    };
+    assert.equal(Exported, CancelledError);
+    assert.ok(new Exported('Linking') instanceof SignalError);
+    assert.equal(new Exported('Linking').code, 'CANCELLED');
+    assert.equal(typeof engine.resolveEnvironment, 'function');
+    assert.equal(typeof engine.consoleLogger, 'function');
+    assert.equal(
+      (engine.resolveEnvironment as (o: { server: 'staging' }) => { name: string })({
+        server: 'staging',
+      }).name,
+      'staging',
+    );
+  });
+});
+
+describe('SignalClient state listeners', () => {
+  it('a state listener that throws is logged, and close() still resolves to closed', async () => {
+    const logger = recordingLogger();
+    const dataFile = tempDataFile();
+    const client = await SignalClient.open({
+      dataFile,
+      environment: { server: 'staging' },
+      logger,
+    });
+    client.on('state', (s) => {
+      throw new Error(`listener broke on ${s}`);
+    });
+    await client.close();
+    assert.equal(client.state, 'closed');
+    assert.ok(logger.errors.some((m) => /'state' listener failed on 'closed'/.test(m)));
+    await client.close();
+    fs.rmSync(path.dirname(dataFile), { recursive: true, force: true });
+  });
+
+  it('a state listener that throws does not break link(): it ends as cancelled and can be retried', async () => {
+    const logger = recordingLogger();
+    const dataFile = tempDataFile();
+    const client = await SignalClient.open({
+      dataFile,
+      environment: { server: 'staging' },
+      logger,
+    });
+    const states: string[] = [];
+    client.on('state', (s) => {
+      states.push(s);
+      throw new Error(`listener broke on ${s}`);
+    });
+    const linkStates: string[] = [];
+    client.on('link-state', (s) => linkStates.push(s));
+    for (let i = 0; i < 2; i++) {
+      const controller = new AbortController();
+      controller.abort();
+      await assert.rejects(
+        client.link({ signal: controller.signal, onUrl: () => undefined }),
+        (e: unknown) => e instanceof CancelledError,
+      );
+      assert.equal(client.state, 'idle');
+    }
+    assert.deepEqual(states, ['linking', 'idle', 'linking', 'idle']);
+    assert.deepEqual(linkStates, ['cancelled', 'cancelled']);
+    assert.equal(fs.existsSync(dataFile), false);
+    await client.close();
+    fs.rmSync(path.dirname(dataFile), { recursive: true, force: true });
+  });
+});
