@@ -14,6 +14,8 @@ export type RegistrationFailure =
   | 'STALE_ATTEMPT'
   /** The verification code was wrong, expired, or none was requested yet. */
   | 'WRONG_CODE'
+  /** Too many wrong codes in one session here: the attempt ended, the registration must restart. */
+  | 'CODE_ATTEMPTS_EXHAUSTED'
   /** The verification session is unknown to the server (expired or never created). */
   | 'SESSION_NOT_FOUND'
   /** The session allows no more codes or guesses: a new session is needed. */
@@ -94,6 +96,23 @@ export class CaptchaRequiredError extends SignalError {
 export class VerificationCodeError extends RegistrationError {
   constructor(message: string) {
     super('WRONG_CODE', message);
+  }
+}
+
+/**
+ * The wrong-code limit of one verification session was reached: the session was given up (its claim
+ * ended; a claim protected by a secret stays with its holder), so guessing cannot go on. Starting the
+ * registration again asks for a new code.
+ */
+export class CodeAttemptsExhaustedError extends RegistrationError {
+  readonly attempts: number;
+  constructor(attempts: number) {
+    super(
+      'CODE_ATTEMPTS_EXHAUSTED',
+      `The verification code was wrong ${attempts} times, the most one registration allows: it was ` +
+        'ended. Start the registration again to get a new code.',
+    );
+    this.attempts = attempts;
   }
 }
 

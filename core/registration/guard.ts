@@ -10,8 +10,16 @@
  * - no record, or `failed`: free; an attempt claims it as `pending`.
  * - `pending`: protected (claimed with a secret) → only the same secret may retry; unprotected → anyone
  *   may retry (no secret at claim = no protection), and a retry with a secret protects it. A pending
- *   claim expires after `pendingTtlMs` (default 1 h): Signal's verification sessions are far shorter,
- *   so an abandoned claim must not lock the number forever.
+ *   claim ends when it is verified, when the server ends its session (markFailed), when its holder
+ *   cancels (markFailed after the registrar checked the secret) or releases it with the secret, or
+ *   when it expires after `pendingTtlMs` (default 1 h, see PENDING_TTL_MS).
+ * - Abandoning the local session (another registration started on the same account, a redeploy, the
+ *   editor's temporary client timing out) is `abandon()`: it frees an unprotected claim, but never a
+ *   protected one, which stays pending for its secret holder until one of the ends above. Otherwise
+ *   anyone with editor access could free someone else's protected claim by starting another number.
+ * - Each code request (`requestCode`) and each code submission (`verifyAttempt`) of an attempt goes
+ *   through the guard: audited, refused once the attempt is no longer current, and every code
+ *   request after the attempt's first counts against the rate limits like an attempt.
  * - `verified`: protected → the same secret is needed to register it again or release it;
  *   unprotected → it must be released first (anyone may release it), so that replacing a working
  *   registration is always deliberate.
@@ -64,7 +72,15 @@ export interface GuardListEntry {
   via?: 'registered' | 'linked';
 }
 
-export type AuditAction = 'attempt' | 'verified' | 'failed' | 'linked' | 'release';
+export type AuditAction =
+  | 'attempt'
+  | 'code-request'
+  | 'verify'
+  | 'verified'
+  | 'failed'
+  | 'abandoned'
+  | 'linked'
+  | 'release';
 export type AuditOutcome = 'allowed' | 'refused' | 'rate-limited' | 'done' | 'ignored';
 
 export interface AuditEntry {
@@ -102,7 +118,7 @@ export interface GuardRegistryOptions {
   keyFile?: string;
   now?: () => number;
   limits?: Partial<GuardLimits>;
-  /** How long a pending claim holds (ms); default one hour. */
+  /** How long a pending claim holds (ms); default PENDING_TTL_MS (one hour). */
   pendingTtlMs?: number;
   /** Audit entries kept (the newest); default 1000. */
   auditCap?: number;
@@ -111,6 +127,15 @@ export interface GuardRegistryOptions {
 export const DEFAULT_LIMITS: GuardLimits = { perNumberPerHour: 3, perInstancePerMinute: 10 };
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
+/**
+ * How long a pending claim holds without activity (each code request renews it): one hour. Signal's
+ * verification sessions live minutes to tens of minutes and each code request extends them, so an
+ * hour outlasts any session the holder can still finish, and their claim is never freed under them
+ * while they wait for an SMS; it is also the per-number rate-limit window, so holding a number
+ * longer would not let anyone else try sooner anyway. Beyond that an abandoned claim must not lock
+ * the number.
+ */
+export const PENDING_TTL_MS = HOUR;
 const DEFAULT_AUDIT_CAP = 1000;
 
 export const UNPROTECTED_NOTICE =
@@ -178,6 +203,8 @@ interface StoredRecord {
   secret?: SecretHash;
   /** The pending attempt's id; tickets must match it. */
   attemptId?: string;
+  /** Code requests made under the pending attempt (the first is covered by the attempt itself). */
+  codeRequests?: number;
   /** When a verified number is being registered again: the state to fall back to. */
   resumeState?: 'verified';
   via?: 'registered' | 'linked';
@@ -256,7 +283,7 @@ export class GuardRegistry {
     this.credentialSecret = opts.credentialSecret ? opts.credentialSecret : undefined;
     this.now = opts.now ?? Date.now;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.pendingTtlMs = opts.pendingTtlMs ?? HOUR;
+    this.pendingTtlMs = opts.pendingTtlMs ?? PENDING_TTL_MS;
     this.auditCap = Math.max(1, opts.auditCap ?? DEFAULT_AUDIT_CAP);
   }
 
@@ -356,8 +383,8 @@ export class GuardRegistry {
     });
   }
 
-  /** Records that the attempt succeeded (POST /v1/registration answered 200). */
-  async markVerified(ticket: AttemptTicket): Promise<void> {
+  /** Records that the attempt succeeded (POST /v1/registration answered 200); `note` is audited. */
+  async markVerified(ticket: AttemptTicket, note?: string): Promise<void> {
     await this.mutate(async (data) => {
       const now = this.now();
       const rec = data.records[ticket.number];
@@ -369,14 +396,7 @@ export class GuardRegistry {
           outcome: 'refused',
           reason: 'STALE_ATTEMPT',
         });
-        return {
-          error: new GuardRefusedError(
-            ticket.number,
-            'STALE_ATTEMPT',
-            `The claim on ${ticket.number} expired in this Node-RED's registration registry and ` +
-              'another attempt replaced it; release the number and claim it again.',
-          ),
-        };
+        return { error: staleAttempt(ticket.number) };
       }
       data.records[ticket.number] = {
         state: 'verified',
@@ -385,50 +405,119 @@ export class GuardRegistry {
         ...(rec.secret ? { secret: rec.secret } : {}),
         via: 'registered',
       };
-      pushAudit(data, { at: now, number: ticket.number, action: 'verified', outcome: 'done' });
+      pushAudit(data, {
+        at: now,
+        number: ticket.number,
+        action: 'verified',
+        outcome: 'done',
+        ...(note ? { reason: cleanReason(note) } : {}),
+      });
       return { value: undefined };
     });
   }
 
   /**
-   * Records that the attempt failed. The number becomes free again, unless it was verified before
+   * Records that the attempt failed: the server ended its session, or its holder cancelled it (the
+   * registrar checks the secret first). The number becomes free again, unless it was verified before
    * this attempt (then it stays verified). A ticket that is no longer current changes nothing.
    */
   async markFailed(ticket: AttemptTicket, reason: string): Promise<void> {
     const why = cleanReason(reason);
     await this.mutate(async (data) => {
+      this.endAttempt(data, ticket, why, false);
+      return { value: undefined };
+    });
+  }
+
+  /**
+   * Records that the local session of the attempt was given up without its holder's say (another
+   * registration started on the same account, the account closed or redeployed, too many wrong codes):
+   * the ticket stops counting, an unprotected claim is freed as by markFailed, but a protected claim
+   * stays pending for its secret holder until it is verified, released with the secret, or expires.
+   */
+  async abandon(ticket: AttemptTicket, reason: string): Promise<void> {
+    const why = cleanReason(reason);
+    await this.mutate(async (data) => {
+      this.endAttempt(data, ticket, why, true);
+      return { value: undefined };
+    });
+  }
+
+  /**
+   * Lets the attempt ask Signal for a (new) verification code. The attempt's first code request is
+   * covered by beginAttempt; every later one (a re-send) counts against the same rate limits. Each
+   * is audited (the transport, never the code). Renews the pending claim. Throws RateLimitedError
+   * with the wait, or GuardRefusedError (STALE_ATTEMPT) when the claim is no longer this attempt's.
+   */
+  async requestCode(ticket: AttemptTicket, transport: 'sms' | 'voice'): Promise<void> {
+    await this.mutate(async (data) => {
       const now = this.now();
-      const rec = data.records[ticket.number];
-      if (!rec || rec.attemptId !== ticket.attemptId) {
+      const audit = (outcome: AuditOutcome, reason?: string) =>
         pushAudit(data, {
           at: now,
           number: ticket.number,
-          action: 'failed',
-          outcome: 'ignored',
-          reason: `stale attempt: ${why}`,
+          action: 'code-request',
+          outcome,
+          reason,
         });
-        return { value: undefined };
+      const rec = this.current(data, ticket, now);
+      if (!rec) {
+        audit('refused', 'STALE_ATTEMPT');
+        return { error: staleAttempt(ticket.number) };
       }
-      data.records[ticket.number] =
-        rec.resumeState === 'verified'
-          ? {
-              state: 'verified',
-              createdAt: rec.createdAt,
-              updatedAt: now,
-              ...(rec.secret ? { secret: rec.secret } : {}),
-              ...(rec.via ? { via: rec.via } : {}),
-            }
-          : {
-              state: 'failed',
-              createdAt: rec.createdAt,
-              updatedAt: now,
-              reason: why,
-            };
+      const done = rec.codeRequests ?? 0;
+      if (done >= 1) {
+        const wait = this.waitSeconds(data, ticket.number, now);
+        if (wait > 0) {
+          audit('rate-limited', `retry in ${wait} s`);
+          return {
+            error: new RateLimitedError(
+              wait,
+              `Verification code requests for ${ticket.number} (a re-sent code counts as an ` +
+                `attempt: at most ${this.limits.perNumberPerHour} per number per hour and ` +
+                `${this.limits.perInstancePerMinute} per minute on this Node-RED)`,
+            ),
+          };
+        }
+        (data.attempts[ticket.number] ??= []).push(now);
+        data.instanceAttempts.push(now);
+      }
+      rec.codeRequests = done + 1;
+      rec.updatedAt = now;
+      audit('allowed', done >= 1 ? `${transport}, re-sent` : transport);
+      return { value: undefined };
+    });
+  }
+
+  /**
+   * Audits one submission of a verification code (never the code itself) before it reaches Signal,
+   * and refuses it (STALE_ATTEMPT) when the claim is no longer this attempt's: a session whose claim
+   * expired and was taken by someone else must not register the number. `guess` numbers the
+   * submissions of this session.
+   */
+  async verifyAttempt(ticket: AttemptTicket, guess: number): Promise<void> {
+    await this.mutate(async (data) => {
+      const now = this.now();
+      const audit = (outcome: AuditOutcome, reason: string) =>
+        pushAudit(data, { at: now, number: ticket.number, action: 'verify', outcome, reason });
+      if (!this.current(data, ticket, now)) {
+        audit('refused', 'STALE_ATTEMPT');
+        return { error: staleAttempt(ticket.number) };
+      }
+      audit('allowed', `code submission ${guess}`);
+      return { value: undefined };
+    });
+  }
+
+  /** Audits the answer to a code submission: a wrong code, or another refusal (never the code). */
+  async verifyRefused(ticket: AttemptTicket, reason: string): Promise<void> {
+    const why = cleanReason(reason);
+    await this.mutate(async (data) => {
       pushAudit(data, {
-        at: now,
+        at: this.now(),
         number: ticket.number,
-        action: 'failed',
-        outcome: 'done',
+        action: 'verify',
+        outcome: 'refused',
         reason: why,
       });
       return { value: undefined };
@@ -571,6 +660,55 @@ export class GuardRegistry {
       updatedAt: rec.updatedAt,
       reason: 'expired',
     };
+  }
+
+  /** The ticket's record while it is still the live pending claim of that attempt. */
+  private current(data: GuardData, ticket: AttemptTicket, now: number): StoredRecord | undefined {
+    const rec = data.records[ticket.number];
+    if (!rec || rec.state !== 'pending' || rec.attemptId !== ticket.attemptId) return undefined;
+    return this.effective(rec, now)?.state === 'pending' ? rec : undefined;
+  }
+
+  /** Ends an attempt (markFailed, abandon); `keepProtected` holds a protected claim for its holder. */
+  private endAttempt(data: GuardData, ticket: AttemptTicket, why: string, keepProtected: boolean) {
+    const now = this.now();
+    const rec = data.records[ticket.number];
+    const action: AuditAction = keepProtected ? 'abandoned' : 'failed';
+    if (!rec || rec.attemptId !== ticket.attemptId) {
+      pushAudit(data, {
+        at: now,
+        number: ticket.number,
+        action,
+        outcome: 'ignored',
+        reason: `stale attempt: ${why}`,
+      });
+      return;
+    }
+    // (A re-registration of a verified number falls back to verified below: still protected.)
+    if (keepProtected && rec.secret && rec.state === 'pending' && rec.resumeState !== 'verified') {
+      // The ticket no longer decides anything; the claim keeps its time, so it still expires.
+      delete rec.attemptId;
+      delete rec.codeRequests;
+      pushAudit(data, {
+        at: now,
+        number: ticket.number,
+        action,
+        outcome: 'done',
+        reason: `${why}; the protected claim stays with its secret holder`,
+      });
+      return;
+    }
+    data.records[ticket.number] =
+      rec.resumeState === 'verified'
+        ? {
+            state: 'verified',
+            createdAt: rec.createdAt,
+            updatedAt: now,
+            ...(rec.secret ? { secret: rec.secret } : {}),
+            ...(rec.via ? { via: rec.via } : {}),
+          }
+        : { state: 'failed', createdAt: rec.createdAt, updatedAt: now, reason: why };
+    pushAudit(data, { at: now, number: ticket.number, action, outcome: 'done', reason: why });
   }
 
   private refusal(
@@ -827,6 +965,15 @@ async function atomicWrite(file: string, blob: Buffer): Promise<void> {
     await fs.promises.rm(tmp, { force: true });
     throw e;
   }
+}
+
+function staleAttempt(number: string): GuardRefusedError {
+  return new GuardRefusedError(
+    number,
+    'STALE_ATTEMPT',
+    `The claim on ${number} in this Node-RED's registration registry is no longer this ` +
+      "registration's (it expired, or another attempt replaced it): start the registration again.",
+  );
 }
 
 function pushAudit(data: GuardData, entry: AuditEntry): void {

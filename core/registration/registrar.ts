@@ -7,6 +7,12 @@
  * back as typed errors and leave the registration where it was, so the user can go on from there;
  * answers that end the session mark the claim failed.
  *
+ * Every request that reaches Signal for the attempt passes the guard first: each code request
+ * (re-sends count against the rate limits) and each code submission (audited; at most
+ * MAX_WRONG_CODES wrong codes per session, then the session is given up). Giving up the local
+ * session without the holder's say (another number started on this account, the account closed)
+ * abandons the claim: an unprotected claim is freed, a protected one stays with its secret holder.
+ *
  * The ownership secret is never kept: only an HMAC under a per-process random key, to check that a
  * later call on the same pending registration comes from the same secret holder.
  */
@@ -15,7 +21,13 @@ import { InvalidInputError, RateLimitedError, SignalError } from '../errors';
 import { normalizeNumber } from '../directory/number';
 import type { Logger } from '../log';
 import type { ChatRequester } from '../net/types';
-import { CaptchaRequiredError, GuardRefusedError, RegistrationError } from './errors';
+import {
+  CaptchaRequiredError,
+  CodeAttemptsExhaustedError,
+  GuardRefusedError,
+  RegistrationError,
+  VerificationCodeError,
+} from './errors';
 import type { AttemptTicket, GuardRegistry } from './guard';
 import {
   createVerificationSession,
@@ -58,8 +70,15 @@ export interface RegistrationStatus {
   protected?: boolean;
   /** This registration replaces one verified earlier through this installation. */
   replacesVerified?: boolean;
-  /** Something the user should know (e.g. an unprotected claim). */
+  /** Something the user should know (e.g. an unprotected claim, a registration signed out). */
   notice?: string;
+  /** Wrong codes this session still takes before it is given up (while a code is awaited). */
+  codeAttemptsLeft?: number;
+  /**
+   * Set once registered when Signal says the number was already registered (on a phone or another
+   * installation without a registration lock): that registration is signed out now.
+   */
+  reregistration?: boolean;
   account?: { aci: string; pni: string; number: string; deviceId: number };
   /** Why the last step failed (the registration may still go on: see `state`). */
   error?: { code: string; message: string; reason?: string; retryAfterSeconds?: number };
@@ -69,7 +88,22 @@ export interface RegistrationStatus {
 export type CreateAccount = (
   requester: ChatRequester,
   args: { number: string; sessionId: string },
-) => Promise<{ aci: string; pni: string; number: string; deviceId: number }>;
+) => Promise<{
+  aci: string;
+  pni: string;
+  number: string;
+  deviceId: number;
+  /** Signal replaced an existing registration of the number. */
+  reregistration?: boolean;
+}>;
+
+/** Wrong codes one verification session takes here before it is given up. */
+export const MAX_WRONG_CODES = 5;
+
+/** What the editor shows when registering signed out an existing registration of the number. */
+export const REREGISTRATION_NOTICE =
+  'This number was already registered on Signal (on a phone or another installation); that ' +
+  'registration is now signed out and no longer receives messages.';
 
 export interface RegistrarOptions {
   /** Opens an unauthenticated chat socket (the mock serves these routes there only). */
@@ -88,6 +122,9 @@ interface Pending {
   secretMac: Buffer | undefined;
   transport: VerificationTransport | undefined;
   step: 'captcha-required' | 'code-sent' | 'registering';
+  /** Codes submitted in this session, and how many of them Signal refused as wrong. */
+  codeSubmissions: number;
+  wrongCodes: number;
 }
 
 const MAC_KEY = crypto.randomBytes(32);
@@ -103,6 +140,8 @@ function sameSecret(a: Buffer | undefined, b: Buffer | undefined): boolean {
 
 /** Failures after which the verification session cannot go on: the claim is marked failed. */
 const TERMINAL = new Set<string>([
+  // The guard no longer holds the claim for this attempt: the session must not go on.
+  'STALE_ATTEMPT',
   'SESSION_NOT_FOUND',
   'SESSION_EXHAUSTED',
   'SESSION_NOT_VERIFIED',
@@ -173,7 +212,8 @@ export class Registrar {
         const ticket = options.guard
           ? await options.guard.beginAttempt(number, options.secret || undefined)
           : undefined;
-        if (pending) await this.abandon(pending, 'superseded by a new registration');
+        // Only the local session is given up here: a protected claim stays with its holder.
+        if (pending) await this.abandon(pending, 'superseded by a new registration', 'local');
         let session: VerificationSession;
         try {
           session = await this.withRequester((r) => createVerificationSession(r, number));
@@ -191,6 +231,8 @@ export class Registrar {
           secretMac,
           transport: undefined,
           step: 'captcha-required',
+          codeSubmissions: 0,
+          wrongCodes: 0,
         };
         this.pending = pending;
         this.logger.info(`registration of ${number} started`);
@@ -204,6 +246,8 @@ export class Registrar {
             if (sessionNeedsCaptcha(p.session)) throw new CaptchaRequiredError(undefined, true);
           }
           if (!p.session.verified) {
+            // Audited and, for a re-send, rate-limited like an attempt: before it reaches Signal.
+            if (p.guard && p.ticket) await p.guard.requestCode(p.ticket, transport);
             p.session = await requestVerificationCode(r, p.sessionId, transport, {
               ...(options.acceptLanguage ? { acceptLanguage: options.acceptLanguage } : {}),
             });
@@ -235,10 +279,24 @@ export class Registrar {
             : 'No registration is in progress: start the registration (number, captcha) first.',
         );
       }
+      const submitting = !p.session.verified;
+      if (submitting && p.guard && p.ticket) {
+        try {
+          await p.guard.verifyAttempt(p.ticket, p.codeSubmissions + 1);
+        } catch (e) {
+          await this.stepFailed(p, e);
+          throw e;
+        }
+      }
+      let answered = false;
       let a: Awaited<ReturnType<CreateAccount>>;
       try {
         a = await this.withRequester(async (r) => {
-          if (!p.session.verified) p.session = await submitVerificationCode(r, p.sessionId, code);
+          if (!p.session.verified) {
+            p.codeSubmissions++;
+            p.session = await submitVerificationCode(r, p.sessionId, code);
+          }
+          answered = true;
           p.step = 'registering';
           this.last = this.describe(p);
           return this.opts.createAccount(r, { number: p.number, sessionId: p.sessionId });
@@ -246,6 +304,29 @@ export class Registrar {
       } catch (e) {
         // The code may have been verified already: a retry goes on from registering.
         if ((p.step as Pending['step']) === 'registering') p.step = 'code-sent';
+        if (submitting && !answered) {
+          const wrong = e instanceof VerificationCodeError;
+          if (wrong) p.wrongCodes++;
+          if (p.guard && p.ticket) {
+            await p.guard
+              .verifyRefused(
+                p.ticket,
+                wrong
+                  ? `WRONG_CODE (${p.wrongCodes} of ${MAX_WRONG_CODES})`
+                  : (errorSummary(e).reason ?? errorSummary(e).code),
+              )
+              .catch((err: unknown) => this.warnRegistry(p.number, err));
+          }
+          if (wrong && p.wrongCodes >= MAX_WRONG_CODES) {
+            // Guessing must not go on: the session is given up (not by its holder, so a protected
+            // claim stays theirs) and a new one, with a new code, is needed.
+            const exhausted = new CodeAttemptsExhaustedError(p.wrongCodes);
+            await this.abandon(p, 'too many wrong verification codes', 'local');
+            this.last = { state: 'failed', number: p.number, error: errorSummary(exhausted) };
+            this.logger.warn(`registration of ${p.number} ended after ${p.wrongCodes} wrong codes`);
+            throw exhausted;
+          }
+        }
         await this.stepFailed(p, e);
         throw e;
       }
@@ -253,7 +334,10 @@ export class Registrar {
       if (p.guard && p.ticket) {
         // Signal already registered the number: a registry that cannot record it is a warning only.
         await p.guard
-          .markVerified(p.ticket)
+          .markVerified(
+            p.ticket,
+            a.reregistration ? 'the registration elsewhere was signed out' : undefined,
+          )
           .catch((e: unknown) =>
             this.logger.warn(
               `registered ${p.number}, but the registration registry did not record it: ${
@@ -266,16 +350,20 @@ export class Registrar {
         state: 'registered',
         number: a.number,
         ...(p.ticket ? { protected: p.ticket.protected } : {}),
+        ...(a.reregistration ? { reregistration: true, notice: REREGISTRATION_NOTICE } : {}),
         account: { aci: a.aci, pni: a.pni, number: a.number, deviceId: a.deviceId },
       };
-      this.logger.info(`registered ${a.number} as a primary device`);
+      this.logger.info(
+        `registered ${a.number} as a primary device` +
+          (a.reregistration ? '; its registration elsewhere was signed out' : ''),
+      );
       return this.status;
     });
   }
 
   /**
-   * Abandons the registration in progress: its claim is marked failed (a verified number stays
-   * verified). A claim protected by a secret is only abandoned with that secret.
+   * Cancels the registration in progress: its claim is marked failed (a verified number stays
+   * verified). A claim protected by a secret is only cancelled with that secret.
    */
   async cancel(secret?: string): Promise<RegistrationStatus> {
     return this.exclusive(async () => {
@@ -290,16 +378,20 @@ export class Registrar {
             : `The registration of ${p.number} is protected by an ownership secret: give it to cancel.`,
         );
       }
-      await this.abandon(p, 'cancelled');
+      await this.abandon(p, 'cancelled', 'failed');
       this.last = { state: 'cancelled', number: p.number };
       return this.status;
     });
   }
 
-  /** Releases what a pending registration holds (client close). Never throws. */
+  /**
+   * Gives up the local session (client close: redeploy, the editor's temporary client expiring).
+   * Not a cancel by the holder: a protected claim stays theirs. Never throws.
+   */
   async close(): Promise<void> {
     const p = this.pending;
-    if (p && p.step !== 'registering') await this.abandon(p, 'cancelled: the account was closed');
+    if (p && p.step !== 'registering')
+      await this.abandon(p, 'the account was closed during the registration', 'local');
   }
 
   // ---- internals ----
@@ -343,6 +435,7 @@ export class Registrar {
       ...(s.nextVerificationAttempt !== undefined
         ? { nextVerificationAttempt: s.nextVerificationAttempt }
         : {}),
+      ...(p.step === 'code-sent' ? { codeAttemptsLeft: MAX_WRONG_CODES - p.wrongCodes } : {}),
       ...(p.ticket
         ? {
             protected: p.ticket.protected,
@@ -356,7 +449,7 @@ export class Registrar {
   /** A step failed: the registration stays where it was, unless the session cannot go on. */
   private async stepFailed(p: Pending, e: unknown): Promise<void> {
     if (isTerminal(e)) {
-      await this.abandon(p, e);
+      await this.abandon(p, e, 'failed');
       this.last = { state: 'failed', number: p.number, error: errorSummary(e) };
       return;
     }
@@ -364,12 +457,30 @@ export class Registrar {
     this.last = { ...this.describe(p), error: errorSummary(e) };
   }
 
-  private async abandon(p: Pending, why: unknown): Promise<void> {
+  /**
+   * Drops the pending registration. `failed`: the server ended the session or the holder cancelled,
+   * so the claim ends. `local`: only this process gives the session up, so the guard frees an
+   * unprotected claim but keeps a protected one for its holder (GuardRegistry.abandon).
+   */
+  private async abandon(p: Pending, why: unknown, how: 'failed' | 'local'): Promise<void> {
     if (this.pending === p) this.pending = null;
-    if (p.guard && p.ticket) await this.markFailed(p.guard, p.ticket, why);
+    if (p.guard && p.ticket) await this.markFailed(p.guard, p.ticket, why, how);
   }
 
-  private async markFailed(guard: GuardRegistry, ticket: AttemptTicket, why: unknown) {
+  private warnRegistry(number: string, e: unknown): void {
+    this.logger.warn(
+      `the registration registry did not record a step for ${number}: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
+    );
+  }
+
+  private async markFailed(
+    guard: GuardRegistry,
+    ticket: AttemptTicket,
+    why: unknown,
+    how: 'failed' | 'local' = 'failed',
+  ) {
     const reason =
       why instanceof RegistrationError
         ? why.reason
@@ -378,14 +489,14 @@ export class Registrar {
           : typeof why === 'string'
             ? why
             : 'failed';
-    await guard
-      .markFailed(ticket, reason)
-      .catch((e: unknown) =>
-        this.logger.warn(
-          `the registration registry did not record the failed attempt for ${ticket.number}: ${
-            e instanceof Error ? e.message : String(e)
-          }`,
-        ),
-      );
+    await (
+      how === 'local' ? guard.abandon(ticket, reason) : guard.markFailed(ticket, reason)
+    ).catch((e: unknown) =>
+      this.logger.warn(
+        `the registration registry did not record the failed attempt for ${ticket.number}: ${
+          e instanceof Error ? e.message : String(e)
+        }`,
+      ),
+    );
   }
 }

@@ -192,6 +192,78 @@ describe('registration/guard', function () {
       assert.equal(t.replacesVerified, true);
     });
 
+    it('abandoning an attempt keeps a protected pending claim for its holder and frees an unprotected one', async () => {
+      const reg = await open();
+      const held = await reg.beginAttempt(A, SECRET);
+      await reg.abandon(held, 'superseded by a new registration');
+      assert.equal((await reg.list())[0]?.state, 'pending');
+      await assert.rejects(reg.beginAttempt(A), isRefused('NUMBER_CLAIMED', /being registered/));
+      await assert.rejects(reg.beginAttempt(A, OTHER), isRefused('WRONG_SECRET'));
+      // The abandoned ticket decides nothing any more; its holder starts a new attempt.
+      await assert.rejects(reg.markVerified(held), isRefused('STALE_ATTEMPT'));
+      await assert.rejects(reg.requestCode(held, 'sms'), isRefused('STALE_ATTEMPT'));
+      const again = await reg.beginAttempt(A, SECRET);
+      await reg.markVerified(again);
+      assert.equal((await reg.list())[0]?.state, 'verified');
+
+      const open1 = await reg.beginAttempt(B);
+      await reg.abandon(open1, 'the account was closed');
+      assert.equal((await reg.list()).find((e) => e.number === B)?.state, 'failed');
+      await reg.beginAttempt(B, OTHER);
+    });
+
+    it('abandoning a re-registration of a verified number leaves it verified and protected', async () => {
+      const reg = await open();
+      await reg.markVerified(await reg.beginAttempt(A, SECRET));
+      await reg.abandon(await reg.beginAttempt(A, SECRET), 'the account was closed');
+      const [entry] = await reg.list();
+      assert.deepEqual([entry?.state, entry?.protected], ['verified', true]);
+    });
+
+    it('code requests: the attempt covers its first, each re-send counts against the limits; a replaced ticket is refused', async () => {
+      const reg = await open();
+      const t = await reg.beginAttempt(A, SECRET);
+      await reg.requestCode(t, 'sms');
+      await reg.requestCode(t, 'voice');
+      await reg.requestCode(t, 'sms');
+      await assert.rejects(
+        reg.requestCode(t, 'sms'),
+        (e: unknown) => e instanceof RateLimitedError && e.retryAfterSeconds === 3600,
+      );
+      await assert.rejects(reg.beginAttempt(A, SECRET), RateLimitedError);
+      clock += 60 * 60_000;
+      const t2 = await reg.beginAttempt(A, SECRET);
+      await assert.rejects(reg.requestCode(t, 'sms'), isRefused('STALE_ATTEMPT'));
+      await assert.rejects(reg.verifyAttempt(t, 1), isRefused('STALE_ATTEMPT'));
+      await reg.verifyAttempt(t2, 1);
+      await reg.verifyRefused(t2, 'WRONG_CODE (1 of 5)');
+      assert.deepEqual(
+        (await reg.audit())
+          .filter((e) => e.action === 'code-request' || e.action === 'verify')
+          .map((e) => [e.action, e.outcome, e.reason]),
+        [
+          ['code-request', 'allowed', 'sms'],
+          ['code-request', 'allowed', 'voice, re-sent'],
+          ['code-request', 'allowed', 'sms, re-sent'],
+          ['code-request', 'rate-limited', 'retry in 3600 s'],
+          ['code-request', 'refused', 'STALE_ATTEMPT'],
+          ['verify', 'refused', 'STALE_ATTEMPT'],
+          ['verify', 'allowed', 'code submission 1'],
+          ['verify', 'refused', 'WRONG_CODE (1 of 5)'],
+        ],
+      );
+    });
+
+    it('a code request renews the pending claim', async () => {
+      const reg = await open({ pendingTtlMs: 10 * 60_000 });
+      const t = await reg.beginAttempt(A, SECRET);
+      clock += 9 * 60_000;
+      await reg.requestCode(t, 'sms');
+      clock += 9 * 60_000;
+      assert.equal((await reg.list())[0]?.state, 'pending');
+      await assert.rejects(reg.beginAttempt(A), isRefused('NUMBER_CLAIMED'));
+    });
+
     it('rejects an invalid number before touching the registry', async () => {
       const reg = await open();
       await assert.rejects(reg.beginAttempt('12'), InvalidNumberError);
