@@ -411,7 +411,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
    * Step two: submits the code from the SMS or call; once Signal verifies it, registers the account
    * (identity keys, signed and Kyber last-resort prekeys for ACI and PNI), saves it in one
    * transaction, connects, and uploads one-time prekeys. Wrong code: VerificationCodeError, and the
-   * registration waits for another try.
+   * registration waits for another try (CodeAttemptsExhaustedError after the last allowed one). When
+   * the number was registered elsewhere without a registration lock, `registration.reregistration`
+   * is true afterwards: that install has just been signed out.
    */
   async verifyRegistration(code: string): Promise<AccountInfo> {
     this.assertOpen();
@@ -464,7 +466,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private async createRegisteredAccount(
     requester: ChatRequester,
     args: { number: string; sessionId: string },
-  ): Promise<{ aci: string; pni: string; number: string; deviceId: number }> {
+  ): Promise<{
+    aci: string;
+    pni: string;
+    number: string;
+    deviceId: number;
+    reregistration?: boolean;
+  }> {
     const aciIdentity = IdentityKeyPair.generate();
     const pniIdentity = IdentityKeyPair.generate();
     const password = generatePassword();
@@ -508,8 +516,10 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       aciPqLastResortPreKey: aciLastResort.upload,
       pniPqLastResortPreKey: pniLastResort.upload,
     });
+    // Another install of the number without a registration lock was just signed out: the registrar
+    // reports it (RegistrationStatus.reregistration) so the editor can tell the user.
     if (registered.reregistration)
-      this.logger.info(`${registered.number} was registered elsewhere; that registration ended`);
+      this.logger.warn(`${registered.number} was registered elsewhere; that registration ended`);
     // Signal now knows only these keys: save them even if the client was closed meanwhile.
     const store = this.openStore();
     store.transaction(() => {
@@ -539,7 +549,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       this.store?.close();
       this.store = null;
     }
-    return { aci: registered.aci, pni: registered.pni, number: registered.number, deviceId: 1 };
+    return {
+      aci: registered.aci,
+      pni: registered.pni,
+      number: registered.number,
+      deviceId: 1,
+      ...(registered.reregistration ? { reregistration: true } : {}),
+    };
   }
 
   /**

@@ -210,6 +210,33 @@ describe('integration: registering a number of its own', function () {
     assert.equal(audit.includes('guess'), false);
   });
 
+  it('a number registered elsewhere without a registration lock: the status says that install was signed out', async () => {
+    const guard = await openGuard();
+    const client = await openClient(sandbox, tempDataFile());
+    const number = nextNumber();
+    await client.startRegistration({ number, captcha: 'tok', guard });
+    // Signal-Server answers reregistration: true when an account of that number already existed.
+    sandbox.server.setRegisterResponseData({ reregistration: true });
+    try {
+      await client.verifyRegistration('111111');
+    } finally {
+      sandbox.server.setRegisterResponseData({});
+    }
+    const status = client.registration;
+    assert.equal(status.state, 'registered');
+    assert.equal(status.reregistration, true);
+    assert.match(String(status.notice), /signed out/);
+    assert.match(
+      String((await guard.audit()).find((e) => e.action === 'verified')?.reason),
+      /signed out/,
+    );
+
+    const fresh = await openClient(sandbox, tempDataFile());
+    await fresh.startRegistration({ number: nextNumber(), captcha: 'tok' });
+    await fresh.verifyRegistration('111111');
+    assert.equal(fresh.registration.reregistration, undefined);
+  });
+
   it('a number locked elsewhere (423) fails with what to do, frees the claim and writes nothing', async () => {
     const guard = await openGuard();
     const dataFile = tempDataFile();
