@@ -204,14 +204,23 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return this.store;
   }
 
+  /**
+   * The store calls this once a changed identity is committed (never for a rolled-back decrypt). The
+   * event goes out on the next turn, outside the decrypt or send that saved the key; a listener that
+   * throws is logged, as the receiver does for its events, instead of becoming an uncaught exception.
+   */
   private onIdentityChange(serviceId: string): void {
     const blocked = (this.options.identityTrust ?? 'accept') === 'block';
     this.logger.info(
       `identity of ${serviceId} changed${blocked ? '; sends blocked until approved' : ''}`,
     );
-    setImmediate(() =>
-      this.emit('event', { type: 'identity-change', serviceId, timestamp: this.now(), blocked }),
-    );
+    setImmediate(() => {
+      try {
+        this.emit('event', { type: 'identity-change', serviceId, timestamp: this.now(), blocked });
+      } catch (e) {
+        this.logger.error('identity-change event listener threw', e);
+      }
+    });
   }
 
   private assertOpen(): void {
@@ -989,9 +998,14 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return contacts.length;
   }
 
-  /** With the `block` identity policy: accept `serviceId`'s new safety number so sends resume. */
+  /**
+   * With the `block` identity policy: accept `serviceId`'s new safety number so sends resume. True
+   * when a changed identity was waiting for approval; false when there was none (nothing changes).
+   */
   approveIdentity(serviceId: string): boolean {
-    return this.requireStore().approveIdentity(serviceId);
+    const store = this.requireStore();
+    if (store.identityTrustOf(serviceId) !== 'untrusted-changed') return false;
+    return store.approveIdentity(serviceId);
   }
 
   // ---------------------------------------------------------------- shutdown

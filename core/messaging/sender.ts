@@ -23,6 +23,7 @@ import { padMessage } from '../crypto/padding';
 import {
   IdentityChangedError,
   NetworkError,
+  NotOnSignalError,
   ProtocolError,
   RateLimitedError,
   SignalError,
@@ -204,25 +205,37 @@ export class Sender {
     timestamp: number,
     options: { urgent: boolean; sealed?: boolean; onlyDevice?: number },
   ): Promise<SendResult> {
-    const profileKey = options.sealed === false ? null : this.opts.store.profileKeyOf(serviceId);
+    // Signal takes no sealed sender to a PNI (no access key is checked there): those go
+    // authenticated, whatever the contact's profile key.
+    const sealable = options.sealed !== false && !serviceId.startsWith('PNI:');
+    const profileKey = sealable ? this.opts.store.profileKeyOf(serviceId) : null;
     let accessKey: Uint8Array | undefined = profileKey ? deriveAccessKey(profileKey) : undefined;
     const maxDevice = this.opts.maxDeviceRetries ?? 3;
     const maxRate = this.opts.maxRateLimitRetries ?? 2;
     let deviceRetries = 0;
     let rateRetries = 0;
+    // A 409/410 whose device list is still to be brought in line (kept until that succeeds, so a
+    // rejected access key or a rate limit while fetching bundles repeats it, not the PUT).
+    let reconcile: MismatchedDevices | StaleDevices | null = null;
     for (;;) {
-      const { messages, devices } = await this.encryptForAll(
-        serviceId,
-        plaintext,
-        accessKey,
-        options.onlyDevice,
-      );
-      if (messages.length === 0) {
-        // Nobody to send to (e.g. a sync transcript when we are the only device).
-        return { timestamp, serviceId, devices: [], sealed: false };
-      }
-      const body = { messages, timestamp, online: false, urgent: options.urgent };
+      // Bundle fetches (sealed with the access key, like the PUT) answer 401 and 429 as the PUT does:
+      // every step of an attempt is inside the one handler below.
       try {
+        if (reconcile) {
+          await this.reconcileDevices(serviceId, reconcile, accessKey);
+          reconcile = null;
+        }
+        const { messages, devices } = await this.encryptForAll(
+          serviceId,
+          plaintext,
+          accessKey,
+          options.onlyDevice,
+        );
+        if (messages.length === 0) {
+          // Nobody to send to (e.g. a sync transcript when we are the only device).
+          return { timestamp, serviceId, devices: [], sealed: false };
+        }
+        const body = { messages, timestamp, online: false, urgent: options.urgent };
         await this.putWithResend(serviceId, body, accessKey);
         this.opts.store.addSent({ timestamp, recipient: serviceId, devices, content: plaintext });
         return { timestamp, serviceId, devices, sealed: accessKey !== undefined };
@@ -237,7 +250,7 @@ export class Sender {
           deviceRetries < maxDevice
         ) {
           deviceRetries++;
-          await this.reconcileDevices(serviceId, e, accessKey);
+          reconcile = e;
           continue;
         }
         if (e instanceof RateLimitedError && rateRetries < maxRate) {
@@ -312,12 +325,30 @@ export class Sender {
     await this.opts.lock.run(serviceId, async () => {
       if (e instanceof StaleDevices) {
         for (const d of e.staleDevices) this.opts.store.deleteSession(serviceId, d);
-        for (const d of e.staleDevices) await this.establish(serviceId, d, accessKey);
+        for (const d of e.staleDevices) await this.establishIfPresent(serviceId, d, accessKey);
         return;
       }
       for (const d of e.extraDevices) this.opts.store.deleteSession(serviceId, d);
-      for (const d of e.missingDevices) await this.establish(serviceId, d, accessKey);
+      for (const d of e.missingDevices) await this.establishIfPresent(serviceId, d, accessKey);
     });
+  }
+
+  /**
+   * One device's bundle during 409/410 recovery. A 404 here means that device is gone by now (it was
+   * unlinked after the server listed it), not that the account is: it is left out, and the next PUT's
+   * 409/410 (or its 404, if the whole account went) settles the list, within the same retry bound.
+   */
+  private async establishIfPresent(
+    serviceId: string,
+    deviceId: number,
+    accessKey: Uint8Array | undefined,
+  ): Promise<void> {
+    try {
+      await this.establish(serviceId, deviceId, accessKey);
+    } catch (err) {
+      if (!(err instanceof NotOnSignalError)) throw err;
+      this.opts.logger.info(`sender: device ${deviceId} of ${serviceId} is gone; skipping it`);
+    }
   }
 
   /** Fetches bundles (one device or all) and builds sessions from them. Caller holds the lock. */
@@ -330,6 +361,7 @@ export class Sender {
     const identityKey = PublicKey.deserialize(new Uint8Array(response.identityKey));
     const stores = this.opts.store.protocol('aci');
     const local = ProtocolAddress.new(this.opts.self.aci, this.opts.self.deviceId);
+    await this.recordIdentity(serviceId, identityKey, response.devices);
     const built: number[] = [];
     for (const d of response.devices) {
       if (serviceId === this.opts.self.aci && d.deviceId === this.opts.self.deviceId) continue;
@@ -360,6 +392,31 @@ export class Sender {
       built.push(d.deviceId);
     }
     return built;
+  }
+
+  /**
+   * Saves the identity key a fetched bundle names before libsignal sees the bundle. libsignal checks
+   * trust first and saves only keys it trusts, so under the `block` policy a changed key would be
+   * refused without a trace: no identity-change event, nothing for approveIdentity() to approve, and
+   * IDENTITY_CHANGED forever. Saved here, a changed key is recorded as untrusted and reported once
+   * (the store's saveIdentity), and processPreKeyBundle then refuses it with IDENTITY_CHANGED until
+   * it is approved. Only a key that signed the bundle's signed prekey is recorded. Unchanged keys
+   * cost one indexed read.
+   */
+  private async recordIdentity(
+    serviceId: string,
+    identityKey: PublicKey,
+    devices: DeviceBundle[],
+  ): Promise<void> {
+    const first = devices[0];
+    if (!first) return;
+    const signed = identityKey.verify(
+      new Uint8Array(first.signedPreKey.publicKey),
+      new Uint8Array(first.signedPreKey.signature),
+    );
+    if (!signed) return; // processPreKeyBundle rejects the bundle with its own error
+    const identities = this.opts.store.protocol('aci').identities;
+    await identities.saveIdentity(ProtocolAddress.new(serviceId, first.deviceId), identityKey);
   }
 
   private async senderCertificate(): Promise<SenderCertificate> {

@@ -46,6 +46,13 @@ export interface ProtocolBackend {
   putSession(kind: IdentityKind, serviceId: string, device: number, record: Uint8Array): void;
   getIdentity(serviceId: string): IdentityRow | undefined;
   putIdentity(serviceId: string, row: IdentityRow, changed: boolean): void;
+  /**
+   * Runs `fn` once the writes made so far are durable: at once for the database backend, after the
+   * transaction for a unit of work, never for one that is discarded. Keyed: a second call with the
+   * same key before the commit is dropped (one notification per change, however often libsignal
+   * saves the same key). `fn` must not throw.
+   */
+  afterCommit(key: string, fn: () => void): void;
   getPreKey(kind: IdentityKind, id: number): Uint8Array | undefined;
   deletePreKey(kind: IdentityKind, id: number): void;
   getSignedPreKey(kind: IdentityKind, id: number): Uint8Array | undefined;
@@ -131,6 +138,14 @@ export class DbBackend implements ProtocolBackend {
       changed: changed ? 1 : 0,
     });
   }
+  afterCommit(_key: string, fn: () => void): void {
+    // Written already. A failing callback must not fail the libsignal call that saved the key.
+    try {
+      fn();
+    } catch {
+      // The callbacks (SignalStore → SignalClient.onIdentityChange) log their own failures.
+    }
+  }
   getPreKey(kind: IdentityKind, id: number): Uint8Array | undefined {
     return this.s.getPreKey.get(kind, id) as Buffer | undefined;
   }
@@ -176,6 +191,7 @@ export class BufferedBackend implements ProtocolBackend {
   private readonly kyberUses = new Set<string>();
   private readonly senderKeys = new Map<string, Uint8Array>();
   private readonly ops: Op[] = [];
+  private readonly committed = new Map<string, () => void>();
   private done = false;
 
   constructor(
@@ -204,6 +220,10 @@ export class BufferedBackend implements ProtocolBackend {
   putIdentity(serviceId: string, row: IdentityRow, changed: boolean): void {
     this.identities.set(serviceId, row);
     this.push(() => this.base.putIdentity(serviceId, row, changed));
+  }
+  afterCommit(key: string, fn: () => void): void {
+    if (this.done) throw new SignalError('STORE', 'unit of work already committed or discarded');
+    if (!this.committed.has(key)) this.committed.set(key, fn);
   }
   getPreKey(kind: IdentityKind, id: number): Uint8Array | undefined {
     return this.deletedPreKeys.has(`${kind}|${id}`) ? undefined : this.base.getPreKey(kind, id);
@@ -252,10 +272,22 @@ export class BufferedBackend implements ProtocolBackend {
       extra?.();
     })();
     this.done = true;
+    // Only now is what they announce true; a throw here would make a committed decrypt look failed
+    // (and be redelivered), so each runs on its own and a failure stays with it.
+    for (const fn of this.committed.values()) {
+      try {
+        fn();
+      } catch {
+        // The callbacks (SignalStore → SignalClient.onIdentityChange) log their own failures.
+      }
+    }
+    this.committed.clear();
   }
 
   discard(): void {
     this.done = true;
+    // A rolled-back decrypt changed nothing: its identity changes are not announced.
+    this.committed.clear();
   }
 }
 
@@ -316,7 +348,8 @@ export class SqliteIdentityKeyStore extends IdentityKeyStore {
   }
   /**
    * Called on every encrypt and decrypt: cheap when unchanged (one indexed read, no write). A changed
-   * key is saved (accept: trusted; block: untrusted until approved) and reported.
+   * key is saved (accept: trusted; block: untrusted until approved) and reported once the write is
+   * committed (a decrypt that is rolled back reports nothing).
    */
   async saveIdentity(address: ProtocolAddress, key: PublicKey): Promise<IdentityChange> {
     const serviceId = address.name();
@@ -331,7 +364,8 @@ export class SqliteIdentityKeyStore extends IdentityKeyStore {
     }
     const trust: TrustState = this.policy.trust() === 'block' ? 'untrusted-changed' : 'trusted';
     this.backend.putIdentity(serviceId, { publicKey: bytes, trust }, true);
-    this.policy.onChange?.(serviceId);
+    const onChange = this.policy.onChange;
+    if (onChange) this.backend.afterCommit(`identity|${serviceId}`, () => onChange(serviceId));
     return IdentityChange.ReplacedExisting;
   }
   /** Receiving is always trusted (Signal's apps do the same); sending follows the policy. */
