@@ -1,21 +1,25 @@
 /**
  * `npm start`: Node-RED with this package against an embedded Signal sandbox. Signal's own mock
- * server runs on 127.0.0.1 with a simulated phone (it approves any link request shown in the
- * editor) and two contacts that answer every message with "echo: <text>". Node-RED (the dev
- * dependency) runs on http://127.0.0.1:1880 with a project-local user dir (.sandbox/) and the
- * example flows deployed against a preset account. No phone, no network.
+ * server runs on 127.0.0.1 with a simulated phone (it approves any link request made in the
+ * editor, for the preset account or a new one) and two contacts that answer every message with
+ * "echo: <text>". Node-RED (the dev dependency) runs on http://127.0.0.1:1880 with a project-local
+ * user dir (.sandbox/) and the example flows deployed against a preset account. No phone, no
+ * network. The pieces are exported for test/nodes/examples.test.ts; main() runs only as a script.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { startSandbox, type PrimaryDevice, type Sandbox } from './sandbox';
+import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './sandbox';
 
-const root = path.resolve(__dirname, '..', '..', '..');
+// The project folder: two levels up from source (test/harness), three when built (dist/test/harness).
+const root = [path.resolve(__dirname, '..', '..'), path.resolve(__dirname, '..', '..', '..')].find(
+  (d) => fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'examples')),
+) as string;
 const work = path.join(root, '.sandbox');
 const userDir = path.join(work, 'node-red');
 const port = Number(process.env.SIGFLOW_PORT ?? 1880);
-const ACCOUNT_ID = 'a1c0ffee00000001';
+export const ACCOUNT_ID = 'a1c0ffee00000001';
 
 function getJson(url: string): Promise<{ state?: string; url?: string }> {
   return new Promise((resolve) => {
@@ -35,8 +39,15 @@ function getJson(url: string): Promise<{ state?: string; url?: string }> {
   });
 }
 
-/** The example flows, each on its own tab, against one account preset for the sandbox. */
-function sandboxFlows(sandbox: Sandbox, bob: PrimaryDevice): unknown[] {
+/**
+ * The example flows, each on its own tab, against one account preset for the sandbox. The alert goes
+ * to the first contact; the lookup asks for the contacts' numbers: on the mock (a custom server
+ * without contact discovery) only numbers among the linked phone's contacts can be answered, and a
+ * lookup with one unknown number fails whole, so the example shows who of them is on Signal.
+ */
+export function sandboxFlows(sandbox: Sandbox, contacts: PrimaryDevice[]): unknown[] {
+  const bob = contacts[0];
+  if (!bob) throw new Error('sandboxFlows needs at least one contact');
   const dir = path.join(root, 'examples');
   const flows: Array<Record<string, unknown>> = [];
   for (const file of fs
@@ -57,7 +68,7 @@ function sandboxFlows(sandbox: Sandbox, bob: PrimaryDevice): unknown[] {
         );
       }
       if (node.type === 'inject' && node.payloadType === 'json')
-        node.payload = JSON.stringify([bob.device.number, '+15550009999']);
+        node.payload = JSON.stringify(contacts.map((c) => c.device.number));
       flows.push(node);
     }
   }
@@ -73,6 +84,86 @@ function sandboxFlows(sandbox: Sandbox, bob: PrimaryDevice): unknown[] {
     identityTrust: 'accept',
   });
   return flows;
+}
+
+/**
+ * Source of a settings.js `httpAdminMiddleware` factory: given `send`, a middleware that reports the
+ * node id of every link request (POST /signal-account/:id/link) before the route handles it, so the
+ * simulated phone knows which account's QR code to "scan", including accounts not yet deployed.
+ * Plain ES5 text: settings.js is written as source, and functions do not survive JSON.
+ */
+export const LINK_REQUEST_MIDDLEWARE = `function (send) {
+  return function (req, res, next) {
+    var m = req.method === 'POST' && new RegExp('^/signal-account/([^/]+)/link$').exec(req.path);
+    if (m) send({ linkRequested: decodeURIComponent(m[1]) });
+    next();
+  };
+}`;
+
+export interface LinkApprover {
+  /** An account asked to link (its id): the phone approves its QR code when it shows. */
+  requested(id: string): void;
+  stop(): void;
+}
+
+/**
+ * The simulated phone: approves every link request made while the sandbox runs. For each
+ * provisioning socket the mock server queues, it finds the QR code of the most recent request still
+ * waiting (through `linkState`, the editor's GET /signal-account/:id/link) and completes it.
+ */
+export function approveLinkRequests(opts: {
+  sandbox: Sandbox;
+  phone: PrimaryDevice;
+  linkState: (id: string) => Promise<{ state?: string; url?: string }>;
+  log?: (line: string) => void;
+  pollMs?: number;
+}): LinkApprover {
+  const pending: string[] = [];
+  const approved = new Set<string>();
+  let stopped = false;
+  const pollMs = opts.pollMs ?? 250;
+  const findUrl = async (): Promise<string | undefined> => {
+    for (const id of [...pending].reverse()) {
+      const s = await opts.linkState(id);
+      if (s.state === 'waiting' && s.url && !approved.has(s.url)) return s.url;
+      if (s.state === 'linked' || s.state === 'failed' || s.state === 'cancelled') {
+        const i = pending.indexOf(id);
+        if (i >= 0) pending.splice(i, 1);
+      }
+    }
+    return undefined;
+  };
+  void (async () => {
+    while (!stopped) {
+      const provision = await opts.sandbox.server.waitForProvision();
+      let url: string | undefined;
+      // A QR code stays valid for minutes; give up on this socket after five.
+      for (let i = 0; !stopped && !url && i * pollMs < 300_000; i++) {
+        url = await findUrl();
+        if (!url) await new Promise((r) => setTimeout(r, pollMs));
+      }
+      if (!url || stopped) continue;
+      approved.add(url);
+      opts.log?.('[sandbox] the simulated phone scanned the QR code and approved the link');
+      await withTimeout(
+        provision.complete({ provisionURL: url, primaryDevice: opts.phone }),
+        30_000,
+        'link approval',
+      ).catch((e: unknown) =>
+        opts.log?.(`[sandbox] link failed: ${e instanceof Error ? e.message : String(e)}`),
+      );
+    }
+  })();
+  return {
+    requested: (id) => {
+      const i = pending.indexOf(id);
+      if (i >= 0) pending.splice(i, 1);
+      pending.push(id);
+    },
+    stop: () => {
+      stopped = true;
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -96,25 +187,30 @@ async function main(): Promise<void> {
   fs.mkdirSync(userDir, { recursive: true, mode: 0o700 });
   fs.writeFileSync(
     path.join(userDir, 'flows.json'),
-    JSON.stringify(sandboxFlows(sandbox, bob), null, 2),
+    JSON.stringify(sandboxFlows(sandbox, [bob, carol]), null, 2),
   );
+  const settings = JSON.stringify(
+    {
+      uiHost: '127.0.0.1',
+      uiPort: port,
+      flowFile: 'flows.json',
+      credentialSecret: false,
+      // The project folder, loaded as the package its package.json describes (→ dist/nodes): loose
+      // node files in a nodesDir count as core files and get no locale catalog (raw i18n keys).
+      nodesDir: [root],
+      signalAccountDataDir: path.join(work, 'signal'),
+      editorTheme: { tours: false },
+      logging: { console: { level: 'info' } },
+    },
+    null,
+    2,
+  );
+  // Node-RED reports each link request over the IPC channel (process.send) to the simulated phone.
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
-    `module.exports = ${JSON.stringify(
-      {
-        uiHost: '127.0.0.1',
-        uiPort: port,
-        flowFile: 'flows.json',
-        credentialSecret: false,
-        // The project folder, loaded as the package its package.json describes (→ dist/nodes): loose
-        // node files in a nodesDir count as core files and get no locale catalog (raw i18n keys).
-        nodesDir: [root],
-        signalAccountDataDir: path.join(work, 'signal'),
-        editorTheme: { tours: false },
-        logging: { console: { level: 'info' } },
-      },
-      null,
-      2,
+    `module.exports = ${settings.replace(
+      /\n}$/,
+      `,\n  "httpAdminMiddleware": (${LINK_REQUEST_MIDDLEWARE})(function (m) { if (process.send) process.send(m); })\n}`,
     )};\n`,
   );
 
@@ -123,28 +219,21 @@ async function main(): Promise<void> {
     process.execPath,
     [bin, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')],
     {
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );
 
-  // The simulated phone approves every link request the editor shows.
-  void (async () => {
-    for (;;) {
-      const provision = await sandbox.server.waitForProvision();
-      let url: string | undefined;
-      for (let i = 0; i < 600 && !url; i++) {
-        const s = await getJson(`http://127.0.0.1:${port}/signal-account/${ACCOUNT_ID}/link`);
-        url = s.state === 'waiting' ? s.url : undefined;
-        if (!url) await new Promise((r) => setTimeout(r, 500));
-      }
-      if (url) {
-        console.log('[sandbox] the simulated phone scanned the QR code and approved the link');
-        await provision
-          .complete({ provisionURL: url, primaryDevice: phone })
-          .catch((e: unknown) => console.error('[sandbox] link failed', e));
-      }
-    }
-  })();
+  // The simulated phone approves every link request made in the editor, for any account.
+  const approver = approveLinkRequests({
+    sandbox,
+    phone,
+    linkState: (id) =>
+      getJson(`http://127.0.0.1:${port}/signal-account/${encodeURIComponent(id)}/link`),
+    log: (line) => console.log(line),
+  });
+  red.on('message', (m: { linkRequested?: unknown }) => {
+    if (typeof m?.linkRequested === 'string') approver.requested(m.linkRequested);
+  });
 
   console.log(`
   Signal sandbox: Signal's mock server on ${sandbox.url}
@@ -154,11 +243,16 @@ async function main(): Promise<void> {
   2. Click "Link device": a QR code appears; the simulated phone approves it within a second.
   3. On the "Send an alert" tab, click the inject node: Bob (${String(bob.device.number)}) gets the alert and
      answers "echo: …"; the "Echo bot" tab answers him back. Watch the debug sidebar.
-  4. "Look up numbers" shows who is on Signal among the phone's contacts.
+  4. On the "Look up numbers" tab, click the inject node: the debug sidebar shows Bob
+     (${String(bob.device.number)}) and Carol (${String(carol.device.number)}), the phone's contacts, as
+     registered on Signal. (The sandbox has no contact discovery: only the phone's contacts can be
+     looked up; a lookup with another number fails, naming it.)
+  A new Signal account node links the same way: the simulated phone approves any link request.
   Ctrl-C stops everything. Real use: set the account's server to "production".
 `);
 
   const stop = async () => {
+    approver.stop();
     red.kill('SIGINT');
     await sandbox.close();
     process.exit(0);
@@ -171,7 +265,9 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((e: unknown) => {
-  console.error('sandbox failed to start:', e);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    console.error('sandbox failed to start:', e);
+    process.exit(1);
+  });
+}
