@@ -2,14 +2,23 @@ import assert from 'node:assert/strict';
 import {
   KEMPublicKey,
   PreKeyBundle,
+  PrivateKey,
   ProtocolAddress,
   PublicKey,
   processPreKeyBundle,
 } from '@signalapp/libsignal-client';
 import { getPreKeyBundles } from '../../core/api';
 import type { SignalClient } from '../../core/client';
+import type { SenderApi } from '../../core/messaging/sender';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+import {
+  captureLogger,
+  linkClient,
+  startSandbox,
+  withTimeout,
+  type PrimaryDevice,
+  type Sandbox,
+} from './helpers';
 
 type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
 
@@ -48,6 +57,53 @@ async function introduce(
   const device = await ourDevice(sandbox, client);
   await from.addSingleUseKey(device, await device.popSingleUseKey());
   return device;
+}
+
+/**
+ * Bob reinstalls Signal: same ACI, a new identity key and registration id, new prekeys on the server,
+ * no sessions. The mock has no call for this (only a PNI change), so its phone's fields are set
+ * directly (pinned to mock-server 27.0.0, as test/harness/sandbox.ts is).
+ */
+async function reinstall(bob: PrimaryDevice): Promise<void> {
+  type IdentityStore = {
+    updateIdentityKey(key: PrivateKey): Promise<void>;
+    updateLocalRegistrationId(id: number): Promise<void>;
+  };
+  const phone = bob as unknown as {
+    privateKey: PrivateKey;
+    publicKey: PublicKey;
+    identity: Map<string, IdentityStore>;
+    sessions: { sessions: Map<string, unknown> };
+  };
+  const device = bob.device as unknown as { registrationId: number };
+  // The mock carries its own copy of libsignal: keys must come from that copy's classes.
+  const key = (phone.privateKey.constructor as typeof PrivateKey).generate();
+  phone.privateKey = key;
+  phone.publicKey = key.getPublicKey();
+  const identity = phone.identity.get('ACI');
+  assert.ok(identity, 'the mock phone keeps its ACI identity store under "ACI"');
+  await identity.updateIdentityKey(key);
+  device.registrationId = (device.registrationId % 16000) + 1;
+  await identity.updateLocalRegistrationId(device.registrationId);
+  phone.sessions.sessions.clear();
+  await bob.device.setKeys('ACI' as never, await bob.generateKeys(bob.device, 'ACI' as never));
+}
+
+/** Counts the key fetches the client's sender makes (its network calls, by kind). */
+function spyOnSender(client: SignalClient): { bundleFetches: string[]; puts: string[] } {
+  const api = (client as unknown as { sender: { opts: { api: SenderApi } } }).sender.opts.api;
+  const seen = { bundleFetches: [] as string[], puts: [] as string[] };
+  const get = api.getPreKeyBundles.bind(api);
+  const put = api.sendMessages.bind(api);
+  api.getPreKeyBundles = (sid, device, accessKey) => {
+    seen.bundleFetches.push(`${sid}.${device}`);
+    return get(sid, device, accessKey);
+  };
+  api.sendMessages = (sid, body, accessKey) => {
+    seen.puts.push(sid);
+    return put(sid, body, accessKey);
+  };
+  return seen;
 }
 
 describe('integration: 1:1 messages with mock phones', function () {
@@ -181,5 +237,74 @@ describe('integration: 1:1 messages with mock phones', function () {
       const err = e as { code?: string; token?: string };
       return err.code === 'CHALLENGE_REQUIRED' && err.token === 'token';
     });
+  });
+
+  it('an established recipient who unregistered: NOT_ON_SIGNAL from the PUT, no key fetch', async () => {
+    await client.send(bob.device.aci, 'while registered');
+    await withTimeout(bob.waitForMessage(), 10_000, 'first');
+    const spy = spyOnSender(client);
+    sandbox.server.unregister(bob);
+    await assert.rejects(client.send(bob.device.aci, 'after'), (e: unknown) => {
+      const err = e as { code?: string; recipient?: string };
+      return err.code === 'NOT_ON_SIGNAL' && err.recipient === bob.device.aci;
+    });
+    assert.deepEqual(spy.bundleFetches, [], 'the session existed: only the PUT answered');
+    assert.deepEqual(spy.puts, [bob.device.aci]);
+  });
+
+  it("sends to Bob's PNI: service id, and he receives it on his PNI identity", async () => {
+    const pni = bob.device.pni;
+    assert.ok(pni);
+    const to = pni.startsWith('PNI:') ? pni : `PNI:${pni}`;
+    const result = await client.send(to, 'to your number');
+    assert.equal(result.serviceId, to);
+    assert.equal(result.sealed, false);
+    const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob on PNI');
+    assert.equal(got.body, 'to your number');
+    assert.equal(String(got.serviceIdKind), 'PNI');
+    assert.ok(client.storeForTesting?.sent.find(to, result.timestamp), 'logged under the PNI');
+  });
+
+  it('block: Bob reinstalls and we send first: IDENTITY_CHANGED, one blocked identity-change event, approve, then he gets it', async () => {
+    const lines: string[] = [];
+    const { client: guarded } = await linkClient(sandbox, alice, {
+      identityTrust: 'block',
+      logger: captureLogger(lines),
+    });
+    const events: IncomingEvent[] = [];
+    guarded.on('event', (ev) => events.push(ev));
+    // A second listener with a bug: logged by the client, not an uncaught exception.
+    guarded.on('event', (ev) => {
+      if (ev.type === 'identity-change') throw new Error('listener bug');
+    });
+    await guarded.send(bob.device.aci, 'before');
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'before')).body, 'before');
+    assert.equal(guarded.approveIdentity(bob.device.aci), false, 'nothing to approve yet');
+    await reinstall(bob);
+    const blocked = (e: unknown) => {
+      const err = e as { code?: string; serviceId?: string; message?: string };
+      return (
+        err.code === 'IDENTITY_CHANGED' &&
+        err.serviceId === bob.device.aci &&
+        Boolean(err.message?.includes(bob.device.aci))
+      );
+    };
+    await assert.rejects(guarded.send(bob.device.aci, 'unapproved'), blocked);
+    await assert.rejects(guarded.send(bob.device.aci, 'unapproved again'), blocked);
+    await new Promise((r) => setImmediate(r));
+    const changes = events.filter((e) => e.type === 'identity-change');
+    assert.equal(changes.length, 1, JSON.stringify(changes));
+    assert.deepEqual(
+      changes.map((e) => e.type === 'identity-change' && [e.serviceId, e.blocked]),
+      [[bob.device.aci, true]],
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('error identity-change event listener threw')),
+      lines.join('\n'),
+    );
+    assert.equal(guarded.approveIdentity(bob.device.aci), true);
+    const result = await guarded.send(bob.device.aci, 'approved');
+    assert.deepEqual(result.devices, [1]);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'approved')).body, 'approved');
   });
 });
