@@ -319,6 +319,8 @@ export = function register(RED: RED): void {
   const REGISTRATION_IDLE_MS = 30 * 60_000;
   const registering = new Map<string, { client: SignalClient; timer: NodeJS.Timeout }>();
 
+  // Closing the client gives up its local session only (Registrar.close): a protected claim stays
+  // pending for its secret holder in the guard registry.
   const dropTemporary = (id: string) => {
     const entry = registering.get(id);
     if (!entry) return;
@@ -441,10 +443,13 @@ export = function register(RED: RED): void {
             );
           }
           const account = await client.verifyRegistration(code);
+          const { reregistration, notice } = client.registration;
           res.json({
             state: 'registered',
             account: summary(account),
             connected: client.state === 'connected',
+            // The number was active on another device, which this registration signed out.
+            ...(reregistration ? { reregistration: true, notice } : {}),
           });
         } catch (e) {
           sendError(res, e);
@@ -455,7 +460,9 @@ export = function register(RED: RED): void {
     },
   );
 
-  RED.httpAdmin.get('/signal-account/:id/register', read, (req: RedRequest, res: RedResponse) => {
+  // Every registration route needs signal-account.write, reads included: where a registration stands
+  // and which numbers are claimed is for those who may register (issue 7).
+  RED.httpAdmin.get('/signal-account/:id/register', write, (req: RedRequest, res: RedResponse) => {
     void (async () => {
       try {
         const id = req.params.id ?? '';
@@ -491,7 +498,7 @@ export = function register(RED: RED): void {
 
   // The guard registry of this Node-RED instance: numbers, states and the audit log, never a
   // secret or hash (GuardRegistry.list and .audit hold none).
-  RED.httpAdmin.get('/signal-account/registry', read, (_req: RedRequest, res: RedResponse) => {
+  RED.httpAdmin.get('/signal-account/registry', write, (_req: RedRequest, res: RedResponse) => {
     void (async () => {
       try {
         const registry = await guard();

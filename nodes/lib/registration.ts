@@ -51,6 +51,7 @@ export function httpStatusOf(e: unknown): number {
         return 423;
       case 'SESSION_NOT_FOUND':
       case 'SESSION_EXHAUSTED':
+      case 'CODE_ATTEMPTS_EXHAUSTED':
       case 'SESSION_NOT_VERIFIED':
         return 410;
       case 'CODE_NOT_SENT':

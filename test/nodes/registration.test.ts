@@ -4,7 +4,7 @@
  * deployed account connects; the instance's guard registry refuses a second registration of a
  * verified number without its ownership secret and allows it with it; the registry shows no secret;
  * release needs the secret; a linked number is recorded too. Then the same routes under adminAuth in
- * a real Node-RED: writes need `signal-account.write`, reads `signal-account.read`.
+ * a real Node-RED: every registration route, reads included, needs `signal-account.write`.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -31,6 +31,8 @@ interface RegBody {
   protected?: boolean;
   replacesVerified?: boolean;
   notice?: string;
+  reregistration?: boolean;
+  codeAttemptsLeft?: number;
   connected?: boolean;
   linked?: boolean;
   account?: { aci: string; number?: string; deviceId: number };
@@ -47,6 +49,12 @@ interface Res {
 interface RawReq extends Promise<Res> {
   send(body: unknown): RawReq;
 }
+/** node-red-node-test-helper's redeploy (its typings in ./support leave it out). */
+const redeploy = (flow: unknown[]) =>
+  (helper as unknown as { setFlows(f: unknown[], type: string): Promise<void> }).setFlows(
+    flow,
+    'full',
+  );
 interface RawAgent {
   get(path: string): RawReq;
   post(path: string): RawReq;
@@ -249,6 +257,134 @@ describe('nodes: registering a number through the signal-account admin routes', 
     );
   });
 
+  it('starting another number on the same account does not free a protected pending claim', async () => {
+    await helper.load(
+      [accountNode],
+      [
+        accountConfig(sandbox, 'acct1', 'Signal acct1'),
+        accountConfig(sandbox, 'acct2', 'Signal acct2'),
+      ],
+    );
+    const held = nextNumber();
+    const secret = 'the holder’s secret';
+    const sent = await start('acct1', { number: held, captcha: 'x', secret });
+    assert.equal(sent.status, 200, sent.text);
+    // Someone else with editor access starts another number on the same account…
+    const other = await start('acct1', { number: nextNumber(), captcha: 'x' });
+    assert.equal(other.status, 200, other.text);
+    // …which gives up the holder's session here, but not their claim.
+    const entry = (await registry()).numbers?.find((e) => e.number === held);
+    assert.deepEqual([entry?.state, entry?.protected], ['pending', true]);
+    expectError(
+      await start('acct2', { number: held, captcha: 'x' }),
+      403,
+      'REGISTRATION',
+      'NUMBER_CLAIMED',
+    );
+    expectError(
+      await start('acct2', { number: held, captcha: 'x', secret: 'a guess' }),
+      403,
+      'REGISTRATION',
+      'WRONG_SECRET',
+    );
+    const holder = await start('acct2', { number: held, captcha: 'x', secret });
+    assert.equal(holder.status, 200, holder.text);
+    assert.equal((await verify('acct2', '111111')).body.state, 'registered');
+  });
+
+  it('a redeploy, or the editor’s temporary client being dropped, does not free a protected pending claim', async () => {
+    const flow = [accountConfig(sandbox, 'acct1', 'Signal acct1')];
+    await helper.load([accountNode], flow);
+    const secret = 'the holder’s secret';
+    const onDeployed = nextNumber();
+    const onTemporary = nextNumber();
+    assert.equal((await start('acct1', { number: onDeployed, captcha: 'x', secret })).status, 200);
+    // Not deployed yet: the registration runs in a temporary client of its own.
+    assert.equal(
+      (await start('fresh1', { number: onTemporary, captcha: 'x', secret })).status,
+      200,
+    );
+    // Redeploy: acct1 restarts (its client closes), fresh1 is deployed now.
+    await redeploy([
+      { ...flow[0], name: 'Signal acct1 renamed' },
+      accountConfig(sandbox, 'fresh1', 'Signal fresh1'),
+    ]);
+    // The deployed fresh1 takes over: its temporary client is dropped.
+    assert.equal((await start('fresh1', { number: nextNumber(), captcha: 'x' })).status, 200);
+    const ended = await poll(
+      registry,
+      (b) =>
+        [onDeployed, onTemporary].every((n) =>
+          b.audit?.some((a) => a.number === n && ['abandoned', 'failed'].includes(a.action)),
+        ),
+      10_000,
+      'both sessions given up',
+    );
+    for (const n of [onDeployed, onTemporary]) {
+      const entry = ended.numbers?.find((e) => e.number === n);
+      assert.deepEqual([n, entry?.state, entry?.protected], [n, 'pending', true]);
+      expectError(await start('acct1', { number: n, captcha: 'x' }), 403, 'REGISTRATION');
+    }
+  });
+
+  it('re-sent codes count against the rate limit, wrong codes are limited per session, and both are audited', async () => {
+    await helper.load([accountNode], [accountConfig(sandbox, 'acct1', 'Signal acct1')]);
+    const number = nextNumber();
+    const secret = 'the holder’s secret';
+    expectError(await start('acct1', { number, secret }), 428, 'CHALLENGE_REQUIRED');
+    const first = await start('acct1', { number, captcha: 'x', secret });
+    assert.equal(first.status, 200, first.text);
+    for (let i = 0; i < 2; i++)
+      assert.equal((await start('acct1', { number, secret })).status, 200, 're-send');
+    const limited = await start('acct1', { number, secret });
+    expectError(limited, 429, 'RATE_LIMITED');
+    assert.match(String(limited.body.error?.message), /re-sent code counts as an attempt/);
+
+    for (let i = 1; i < 5; i++) {
+      const wrong = await verify('acct1', '123456');
+      expectError(wrong, 422, 'REGISTRATION', 'WRONG_CODE');
+    }
+    const status = (await agent().get('/signal-account/acct1/register')).body;
+    assert.equal(status.codeAttemptsLeft, 1);
+    expectError(await verify('acct1', '123456'), 410, 'REGISTRATION', 'CODE_ATTEMPTS_EXHAUSTED');
+    expectError(await verify('acct1', '111111'), 409, 'REGISTRATION', 'NOT_STARTED');
+
+    const reg = await registry();
+    const mine = (reg.audit ?? []).filter((a) => a.number === number);
+    assert.deepEqual(
+      mine.filter((a) => a.action === 'code-request').map((a) => a.outcome),
+      ['allowed', 'allowed', 'allowed', 'rate-limited'],
+    );
+    assert.equal(mine.filter((a) => a.action === 'verify' && a.outcome === 'allowed').length, 5);
+    assert.equal(
+      mine.filter((a) => a.action === 'verify' && /WRONG_CODE/.test(a.reason ?? '')).length,
+      5,
+    );
+    // The protected claim stays with its holder; neither code nor secret is in the audit.
+    assert.deepEqual(
+      reg.numbers?.filter((e) => e.number === number).map((e) => [e.state, e.protected]),
+      [['pending', true]],
+    );
+    for (const bad of ['123456', '111111', secret])
+      assert.equal(JSON.stringify(reg).includes(bad), false, `the registry answer holds ${bad}`);
+  });
+
+  it('registering a number active elsewhere says that install was signed out', async () => {
+    await helper.load([accountNode], [accountConfig(sandbox, 'acct1', 'Signal acct1')]);
+    assert.equal((await start('acct1', { number: nextNumber(), captcha: 'x' })).status, 200);
+    sandbox.server.setRegisterResponseData({ reregistration: true });
+    let done: Res;
+    try {
+      done = await verify('acct1', '111111');
+    } finally {
+      sandbox.server.setRegisterResponseData({});
+    }
+    assert.equal(done.status, 200, done.text);
+    assert.equal(done.body.state, 'registered');
+    assert.equal(done.body.reregistration, true);
+    assert.match(String(done.body.notice), /signed out/);
+  });
+
   it('an account not deployed yet registers through its own client; the file is there for the deploy', async () => {
     await helper.load([accountNode], []);
     const number = nextNumber();
@@ -322,13 +458,11 @@ describe('nodes: registration routes under adminAuth (real Node-RED process)', f
   const bearer = { admin: '', reader: '' };
 
   type Call = [method: string, path: string, body?: Record<string, unknown>];
-  const WRITES: Call[] = [
+  const ROUTES: Call[] = [
     ['POST', '/signal-account/acct1/register', { number: '+14155553999', captcha: 'x' }],
     ['POST', '/signal-account/acct1/register/verify', { code: '111111' }],
     ['DELETE', '/signal-account/acct1/register', {}],
     ['POST', '/signal-account/registry/release', { number: '+14155553999' }],
-  ];
-  const READS: Call[] = [
     ['GET', '/signal-account/acct1/register'],
     ['GET', '/signal-account/registry'],
   ];
@@ -405,21 +539,16 @@ describe('nodes: registration routes under adminAuth (real Node-RED process)', f
   }
 
   it('no credentials or an unknown token: every registration route is refused', async () => {
-    await expectRefused([...WRITES, ...READS], undefined, 'an anonymous request');
-    await expectRefused(
-      [...WRITES, ...READS],
-      crypto.randomBytes(16).toString('hex'),
-      'a stranger',
-    );
+    await expectRefused(ROUTES, undefined, 'an anonymous request');
+    await expectRefused(ROUTES, crypto.randomBytes(16).toString('hex'), 'a stranger');
   });
 
-  it('a read-only user and a signal-account.read token read, but cannot start, verify, cancel or release', async () => {
+  it('a read-only user and a signal-account.read token get no registration route, not even the registry or the status', async () => {
     for (const [token, who] of [
       [bearer.reader, 'reader'],
       [tokens.signalRead, 'a signal-account.read token'],
     ] as const) {
-      for (const c of READS) assert.equal(await call(c, token), 200, `${c[1]} by ${who}`);
-      await expectRefused(WRITES, token, who);
+      await expectRefused(ROUTES, token, who);
     }
     // Nothing was claimed by the refused writes.
     const res = await fetch(`${red.url}/signal-account/registry`, {
@@ -441,5 +570,9 @@ describe('nodes: registration routes under adminAuth (real Node-RED process)', f
       await call(['DELETE', '/signal-account/acct1/register', {}], tokens.signalWrite),
       200,
     );
+    for (const token of [tokens.signalWrite, bearer.admin]) {
+      assert.equal(await call(['GET', '/signal-account/acct1/register'], token), 200);
+      assert.equal(await call(['GET', '/signal-account/registry'], token), 200);
+    }
   });
 });
