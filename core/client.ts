@@ -857,24 +857,33 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const sender = this.sender;
     const store = this.store;
     if (!sender || !store) return;
-    await sender.archiveSession(from, device, request.ratchetKey());
-    const original = store.sent.find(from, request.timestamp());
+    // A retry request comes from the device's ACI; the original may have gone to its PNI (a send to
+    // `PNI:<uuid>`), logged and with its session under that service id. Two indexed reads.
+    const pni = store.contacts.findByServiceId(from)?.pni;
+    const original =
+      store.sent.find(from, request.timestamp()) ??
+      (pni ? store.sent.find(`PNI:${pni}`, request.timestamp()) : undefined);
+    const to = original?.recipient ?? from;
+    await sender.archiveSession(to, device, request.ratchetKey());
+    // Sealed when we know the recipient's profile key, as the original was (the sender decides);
+    // to our own devices (sync transcripts, requests) never, as those went.
+    const sealed = to === store.account.get()?.aci ? { sealed: false } : {};
     if (original) {
-      await sender.sendPlaintext(from, original.content, original.timestamp, {
+      await sender.sendPlaintext(to, original.content, original.timestamp, {
         urgent: true,
         onlyDevice: device,
-        sealed: false,
+        ...sealed,
       });
       this.logger.info(
-        `resent message ${original.timestamp} to ${from}.${device} after a retry request`,
+        `resent message ${original.timestamp} to ${to}.${device} after a retry request`,
       );
     } else {
-      await sender.sendContent(from, nullMessage(), sender.nextTimestamp(), {
+      await sender.sendContent(to, nullMessage(), sender.nextTimestamp(), {
         urgent: false,
         onlyDevice: device,
-        sealed: false,
+        ...sealed,
       });
-      this.logger.info(`sent a null message to ${from}.${device} after a retry request`);
+      this.logger.info(`sent a null message to ${to}.${device} after a retry request`);
     }
   }
 

@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import {
   CiphertextMessageType,
   DecryptionErrorMessage,
   ProtocolAddress,
+  PublicKey,
   signalEncrypt,
 } from '@signalapp/libsignal-client';
 import { getKeyCounts } from '../../core/api';
 import type { SignalClient } from '../../core/client';
+import type { Receiver } from '../../core/messaging/receiver';
+import type { SenderApi } from '../../core/messaging/sender';
 import type { IncomingEvent } from '../../core/types';
+import { Content, Envelope, Long } from '../../proto';
 import {
+  captureLogger,
   linkClient,
   openClient,
   startSandbox,
@@ -49,6 +55,100 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
     if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A retry request as Bob's app sends it: DecryptionErrorMessage for a message of ours (its timestamp,
+ * and the ratchet key of the session it came on), as plaintext content (envelope type 8), handed to
+ * the client's receiver as the chat socket would.
+ */
+async function deliverRetryRequest(
+  client: SignalClient,
+  from: string,
+  request: DecryptionErrorMessage,
+): Promise<void> {
+  const content = Content.encode({ decryptionErrorMessage: request.serialize() }).finish();
+  const padded = new Uint8Array(content.length + 16);
+  padded.set(content);
+  padded[content.length] = 0x80;
+  const now = Date.now();
+  const envelope = Envelope.encode({
+    type: Envelope.Type.PLAINTEXT_CONTENT,
+    sourceServiceId: from,
+    sourceDeviceId: 1,
+    destinationServiceId: client.account?.aci ?? '',
+    clientTimestamp: Long.fromNumber(now, true),
+    serverTimestamp: Long.fromNumber(now, true),
+    serverGuid: randomUUID(),
+    content: Uint8Array.of(0xc0, ...padded),
+  }).finish();
+  const receiver = (client as unknown as { receiver: Receiver }).receiver;
+  assert.equal(
+    await receiver.handleRequest({
+      verb: 'PUT',
+      path: '/api/v1/message',
+      body: envelope,
+      headers: {},
+    }),
+    200,
+  );
+}
+
+/** A DecryptionErrorMessage for our message `timestamp`, naming the ratchet of our session `to`.1. */
+async function retryRequestFor(
+  client: SignalClient,
+  to: string,
+  timestamp: number,
+): Promise<DecryptionErrorMessage> {
+  const store = client.storeForTesting;
+  const account = client.account;
+  assert.ok(store && account);
+  const p = store.protocol('aci');
+  const probe = await signalEncrypt(
+    new Uint8Array([1]),
+    ProtocolAddress.new(to, 1),
+    ProtocolAddress.new(account.aci, account.deviceId),
+    p.sessions,
+    p.identities,
+  );
+  return DecryptionErrorMessage.forOriginal(
+    probe.serialize(),
+    probe.type() as CiphertextMessageType,
+    timestamp,
+    account.deviceId,
+  );
+}
+
+async function ratchetMatches(client: SignalClient, to: string, key: PublicKey): Promise<boolean> {
+  const record = await client.storeForTesting
+    ?.protocol('aci')
+    .sessions.getSession(ProtocolAddress.new(to, 1));
+  if (!record?.hasCurrentState()) throw new Error(`no open session with ${to}.1`);
+  return record.currentRatchetKeyMatches(key);
+}
+
+interface SentPut {
+  serviceId: string;
+  timestamp: number;
+  devices: number[];
+  sealed: boolean;
+}
+
+/** Records the client's PUTs (who, when, sealed or not) from here on. */
+function recordPuts(client: SignalClient): SentPut[] {
+  const api = (client as unknown as { sender: { opts: { api: SenderApi } } }).sender.opts.api;
+  const puts: SentPut[] = [];
+  const put = api.sendMessages.bind(api);
+  api.sendMessages = (serviceId, body, accessKey) => {
+    puts.push({
+      serviceId,
+      timestamp: body.timestamp,
+      devices: body.messages.map((m) => m.destinationDeviceId),
+      sealed: accessKey !== undefined,
+    });
+    return put(serviceId, body, accessKey);
+  };
+  return puts;
 }
 
 describe('integration: delivery guarantees and session repair', function () {
@@ -219,5 +319,119 @@ describe('integration: delivery guarantees and session repair', function () {
       197,
       'the new batch is stored beside the unused old keys',
     );
+  });
+
+  describe('answering retry requests', () => {
+    it('archives the session the request names, and resends the original on a fresh one', async () => {
+      const sent = await client.send(bob.device.aci, 'original text');
+      await withTimeout(bob.waitForMessage(), 10_000, 'original');
+      const request = await retryRequestFor(client, bob.device.aci, sent.timestamp);
+      const ratchet = request.ratchetKey();
+      assert.ok(ratchet);
+      assert.equal(await ratchetMatches(client, bob.device.aci, ratchet), true);
+      await deliverRetryRequest(client, bob.device.aci, request);
+      const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent original');
+      assert.equal(resent.body, 'original text');
+      assert.equal(Number(resent.dataMessage.timestamp), sent.timestamp);
+      assert.equal(await ratchetMatches(client, bob.device.aci, ratchet), false, 'archived');
+    });
+
+    it('leaves a session alone when the request names another ratchet, and resends on it', async () => {
+      const sent = await client.send(bob.device.aci, 'original text');
+      await withTimeout(bob.waitForMessage(), 10_000, 'original');
+      const current = (await retryRequestFor(client, bob.device.aci, sent.timestamp)).ratchetKey();
+      assert.ok(current);
+      // A ratchet key from another session (ours with Alice's phone, from the sync transcript).
+      const account = client.account;
+      assert.ok(account);
+      const other = await retryRequestFor(client, account.aci, sent.timestamp);
+      const otherRatchet = other.ratchetKey();
+      assert.ok(otherRatchet);
+      assert.equal(await ratchetMatches(client, bob.device.aci, otherRatchet), false);
+      await deliverRetryRequest(client, bob.device.aci, other);
+      const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent original');
+      assert.equal(resent.body, 'original text');
+      assert.equal(await ratchetMatches(client, bob.device.aci, current), true, 'not archived');
+    });
+
+    it('sends a null message on a fresh session when the original is no longer in the sent log', async () => {
+      const sent = await client.send(bob.device.aci, 'original text');
+      await withTimeout(bob.waitForMessage(), 10_000, 'original');
+      const lines: string[] = [];
+      const log = captureLogger(lines);
+      (client as unknown as { logger: typeof log }).logger.info = log.info;
+      const puts = recordPuts(client);
+      const gone = sent.timestamp - 60_000; // a message of ours the sent log does not hold
+      assert.equal(client.storeForTesting?.sent.find(bob.device.aci, gone), undefined);
+      const request = await retryRequestFor(client, bob.device.aci, gone);
+      const ratchet = request.ratchetKey();
+      assert.ok(ratchet);
+      await deliverRetryRequest(client, bob.device.aci, request);
+      await until(() => puts.length > 0, 10_000, 'the answer to the retry request');
+      const [answer] = puts;
+      assert.ok(answer);
+      assert.equal(answer.serviceId, bob.device.aci);
+      assert.deepEqual(answer.devices, [1]);
+      assert.ok(answer.timestamp > sent.timestamp, 'a new message, not a resend of either');
+      assert.ok(
+        lines.some((l) => l.includes(`sent a null message to ${bob.device.aci}.1`)),
+        lines.join('\n'),
+      );
+      assert.equal(await ratchetMatches(client, bob.device.aci, ratchet), false, 'archived');
+      // Nothing for Bob to show, and the new session carries the next message.
+      await client.send(bob.device.aci, 'next');
+      assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'next')).body, 'next');
+    });
+
+    it('resends sealed when the original went sealed (the recipient shared a profile key)', async () => {
+      const device = await introduce(sandbox, client, bob);
+      const bodies = collectBodies(client);
+      await bob.sendText(device, 'here is my profile key', { withProfileKey: true });
+      await until(() => bodies.length === 1, 10_000, "Bob's message");
+      const sent = await client.send(bob.device.aci, 'sealed original');
+      assert.equal(sent.sealed, true);
+      await withTimeout(bob.waitForMessage(), 10_000, 'original');
+      const puts = recordPuts(client);
+      await deliverRetryRequest(
+        client,
+        bob.device.aci,
+        await retryRequestFor(client, bob.device.aci, sent.timestamp),
+      );
+      const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent');
+      assert.equal(resent.body, 'sealed original');
+      const toBob = puts.filter((p) => p.serviceId === bob.device.aci);
+      assert.deepEqual(
+        toBob.map((p) => [p.timestamp, p.sealed]),
+        [[sent.timestamp, true]],
+      );
+    });
+
+    it("finds an original sent to Bob's PNI from his ACI's retry request, and resends it there", async () => {
+      const pni = bob.device.pni;
+      assert.ok(pni);
+      const to = pni.startsWith('PNI:') ? pni : `PNI:${pni}`;
+      // What contact discovery records: his ACI and PNI on one contact.
+      client.storeForTesting?.contacts.upsert({ aci: bob.device.aci, pni: to, source: 'cdsi' });
+      const sent = await client.send(to, 'to your number');
+      await withTimeout(bob.waitForMessage(), 10_000, 'original');
+      const request = await retryRequestFor(client, to, sent.timestamp);
+      const ratchet = request.ratchetKey();
+      assert.ok(ratchet);
+      const puts = recordPuts(client);
+      await deliverRetryRequest(client, bob.device.aci, request);
+      const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent on the PNI');
+      assert.equal(resent.body, 'to your number');
+      assert.equal(String(resent.serviceIdKind), 'PNI');
+      assert.equal(Number(resent.dataMessage.timestamp), sent.timestamp);
+      assert.deepEqual(
+        puts.map((p) => [p.serviceId, p.timestamp]),
+        [[to, sent.timestamp]],
+      );
+      assert.equal(
+        await ratchetMatches(client, to, ratchet),
+        false,
+        'the PNI session was archived',
+      );
+    });
   });
 });
