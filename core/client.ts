@@ -26,9 +26,7 @@ import { encryptDeviceName } from './crypto/device-name';
 import { deriveAccessKey } from './crypto/access-key';
 import {
   generateKyberPreKey,
-  generateKyberPreKeys,
   generatePassword,
-  generatePreKeys,
   generateProfileKey,
   generateRegistrationId,
   generateSignedPreKey,
@@ -48,6 +46,7 @@ import { KeyedLock } from './messaging/lock';
 import { nullMessage, syncRequest } from './messaging/content';
 import {
   PreKeyMaintenance,
+  storePreKeyPorts,
   type IdentityKind,
   type KeyUpload,
   type PreKeyPorts,
@@ -664,12 +663,17 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       this.prekeys = new PreKeyMaintenance({
         ports: this.prekeyPorts(store),
         logger: this.logger,
+        // Each check (after every connect, then every few hours) also prunes the logs and old keys:
+        // the sent log holds message content and must not outlive its 14 days (§5).
+        housekeeping: () => this.pruneStore(store),
+        ...(this.options.now ? { now: this.options.now } : {}),
         ...this.options.prekeys,
       });
       // Emit what an earlier run recorded but never emitted (a crash between ACK and emit).
       const replayed = this.receiver.replayPending();
       if (replayed) this.logger.info(`replayed ${replayed} recorded but unemitted message(s)`);
-      store.sent.prune();
+      // Also before the first connection succeeds: the process may start offline.
+      this.pruneStore(store);
       const chat = new PersistentChat({
         env: this.environment,
         auth: { username: `${account.aci}.${account.deviceId}`, password: account.password },
@@ -774,16 +778,20 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     kind: IdentityKind,
     count: number,
   ): Pick<KeyUpload, 'preKeys' | 'pqPreKeys'> {
-    const store = this.requireStore();
-    const identity = this.identityKey(kind);
-    const ids = store.nextKeyIds(kind);
-    const ec = generatePreKeys(ids.preKey, count);
-    const kyber = generateKyberPreKeys(identity, ids.kyber, count);
-    store.transaction(() => {
-      store.savePreKeys(kind, ec.records);
-      store.saveKyberPreKeys(kind, kyber.records, false);
-    });
-    return { preKeys: ec.upload, pqPreKeys: kyber.upload };
+    return this.prekeyPorts(this.requireStore()).generateOneTime(kind, count);
+  }
+
+  /** Store upkeep: logs and keys past retention (never throws: a failure is logged, retried later). */
+  private pruneStore(store: SignalStore): void {
+    try {
+      const pruned = store.prune();
+      if (pruned.sent || pruned.received || pruned.keys)
+        this.logger.debug(
+          `store upkeep: pruned ${pruned.sent} sent, ${pruned.received} received, ${pruned.keys} key rows`,
+        );
+    } catch (e) {
+      this.logger.warn('store upkeep failed; will retry', e);
+    }
   }
 
   private identityKey(kind: IdentityKind): PrivateKey {
@@ -794,25 +802,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   }
 
   private prekeyPorts(store: SignalStore): PreKeyPorts {
-    return {
+    return storePreKeyPorts({
+      store,
+      identityKey: (kind) => this.identityKey(kind),
       counts: (kind) => api.getKeyCounts(this.requireChat(), kind),
-      generateOneTime: (kind, count) => this.generateOneTime(kind, count),
-      signedPreKeyCreatedAt: (kind) => store.latestSignedPreKey(kind)?.createdAt ?? null,
-      generateRotation: (kind) => {
-        const identity = this.identityKey(kind);
-        const ids = store.nextKeyIds(kind);
-        const signed = generateSignedPreKey(identity, ids.signed, this.now());
-        const lastResort = generateKyberPreKey(identity, ids.kyber, this.now());
-        store.transaction(() => {
-          store.saveSignedPreKey(kind, signed.record);
-          store.saveKyberPreKeys(kind, [lastResort.record], true);
-          // Older signed prekeys stay a while for PreKey messages still in flight.
-          store.pruneSignedPreKeys(kind, this.now() - 30 * 24 * 3600 * 1000);
-        });
-        return { signedPreKey: signed.upload, pqLastResortPreKey: lastResort.upload };
-      },
-      upload: (kind, keys) => api.uploadKeys(this.requireChat(), kind, keys),
-    };
+      put: (kind, keys) => api.uploadKeys(this.requireChat(), kind, keys),
+      now: this.now,
+    });
   }
 
   private async sendRetryRequest(

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SignalError } from '../errors';
+import type { Logger } from '../log';
 import { MIGRATIONS } from './migrations';
 
 export type Db = Database.Database;
@@ -29,15 +30,46 @@ export interface OpenOptions {
   /** Run migrations only up to this version (tests of upgrading an older file). */
   targetVersion?: number;
   readonly?: boolean;
+  /** Where the warning about a folder others can read goes (default: process.emitWarning). */
+  logger?: Logger;
+}
+
+/** Folders already warned about: once per folder per process, not once per account or restart. */
+const warnedFolders = new Set<string>();
+
+/**
+ * A folder we did not create belongs to the user (it may be Node-RED's user dir, shared with other
+ * files): we never change its mode, but say once that others can read into it. The file itself is
+ * always 0600, so only its name is exposed.
+ */
+function warnIfShared(dir: string, logger: Logger | undefined): void {
+  let mode: number;
+  try {
+    mode = fs.statSync(dir).mode;
+  } catch {
+    return;
+  }
+  const resolved = path.resolve(dir);
+  if ((mode & 0o077) === 0 || warnedFolders.has(resolved)) return;
+  warnedFolders.add(resolved);
+  const message = `The account database folder ${resolved} can be read by other users (mode ${(mode & 0o777).toString(8)}); the database file itself is 0600. Consider chmod 700 on the folder.`;
+  if (logger) logger.warn(message);
+  else process.emitWarning(message, { code: 'SIGFLOW_STORE_FOLDER' });
 }
 
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdirSync returns the first folder it created; undefined when the folder was already there.
+  const created = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (created === undefined) warnIfShared(dir, options.logger);
   const existed = fs.existsSync(file);
   if (!existed) {
     // Create the file with 0600 before SQLite opens it, so it is never readable by others.
     fs.closeSync(fs.openSync(file, 'wx', 0o600));
+  } else if (!options.readonly) {
+    // An existing file (copied in, restored from a backup, made by an older version) is tightened
+    // before it is opened, not only after the migrations ran.
+    tighten(file);
   }
   let db: Db;
   try {

@@ -31,6 +31,14 @@ export type { IdentityKind, TrustState } from './protocol';
 export { openDatabase, schemaVersion, migrate } from './database';
 export { MIGRATIONS } from './migrations';
 
+/**
+ * How long a key the server no longer hands out is kept: a PreKey message built on it may wait in
+ * our queue while we are offline (Signal's server keeps queued messages about 30 days).
+ */
+export const KEY_GRACE_MS = 30 * 24 * 60 * 60 * 1000;
+/** At most this many replaced one-time keys per list are kept within the grace period. */
+export const MAX_REPLACED_ONE_TIME_KEYS = 1000;
+
 export interface ProtocolStores {
   sessions: SqliteSessionStore;
   identities: SqliteIdentityKeyStore;
@@ -110,8 +118,38 @@ export class SignalStore {
       latestSigned: this.db.prepare(
         'SELECT key_id, created_at FROM signed_prekeys WHERE our_kind = ? ORDER BY created_at DESC, key_id DESC LIMIT 1',
       ),
+      markReplacedPreKeys: this.db.prepare(
+        'UPDATE prekeys SET replaced_at = ? WHERE our_kind = ? AND replaced_at IS NULL AND key_id NOT IN (SELECT value FROM json_each(?))',
+      ),
+      markReplacedKyber: this.db.prepare(
+        'UPDATE kyber_prekeys SET replaced_at = ? WHERE our_kind = ? AND last_resort = 0 AND replaced_at IS NULL AND key_id NOT IN (SELECT value FROM json_each(?))',
+      ),
+      // Replaced one-time keys past the grace period, and beyond the newest `cap` replaced ones.
+      pruneReplacedPreKeys: this.db.prepare(
+        `DELETE FROM prekeys WHERE our_kind = @kind AND replaced_at IS NOT NULL AND (replaced_at < @before
+           OR key_id IN (SELECT key_id FROM prekeys WHERE our_kind = @kind AND replaced_at IS NOT NULL
+             ORDER BY replaced_at DESC, key_id DESC LIMIT -1 OFFSET @cap))`,
+      ),
+      pruneReplacedKyber: this.db.prepare(
+        `DELETE FROM kyber_prekeys WHERE our_kind = @kind AND last_resort = 0 AND replaced_at IS NOT NULL
+           AND (replaced_at < @before OR key_id IN (SELECT key_id FROM kyber_prekeys WHERE our_kind = @kind
+             AND last_resort = 0 AND replaced_at IS NOT NULL ORDER BY replaced_at DESC, key_id DESC LIMIT -1 OFFSET @cap))`,
+      ),
+      // A signed (or last-resort) key is replaced when a newer one is made: delete those whose
+      // successor was made before the grace period. The newest one is never deleted.
       pruneSigned: this.db.prepare(
-        'DELETE FROM signed_prekeys WHERE our_kind = ? AND created_at < ? AND key_id NOT IN (SELECT key_id FROM signed_prekeys WHERE our_kind = ? ORDER BY created_at DESC LIMIT 3)',
+        `DELETE FROM signed_prekeys AS s WHERE our_kind = @kind AND EXISTS (SELECT 1 FROM signed_prekeys n
+           WHERE n.our_kind = s.our_kind AND n.created_at > s.created_at AND n.created_at < @before)`,
+      ),
+      pruneLastResort: this.db.prepare(
+        `DELETE FROM kyber_prekeys AS s WHERE our_kind = @kind AND last_resort = 1 AND EXISTS (SELECT 1
+           FROM kyber_prekeys n WHERE n.our_kind = s.our_kind AND n.last_resort = 1
+             AND n.created_at > s.created_at AND n.created_at < @before)`,
+      ),
+      // Replay records of a last-resort key that is gone: no message can use that key any more.
+      pruneKyberUsed: this.db.prepare(
+        `DELETE FROM kyber_used WHERE NOT EXISTS (SELECT 1 FROM kyber_prekeys k WHERE
+           k.our_kind = kyber_used.our_kind AND k.key_id = kyber_used.kyber_id AND k.last_resort = 1)`,
       ),
       countPreKeys: this.db.prepare('SELECT count(*) FROM prekeys WHERE our_kind = ?').pluck(),
       countKyber: this.db
@@ -238,9 +276,50 @@ export class SignalStore {
     return row ? { keyId: row.key_id, createdAt: row.created_at } : null;
   }
 
-  /** Keeps the 3 newest signed prekeys and any younger than `olderThan` (late PreKey messages). */
-  pruneSignedPreKeys(kind: IdentityKind, olderThan: number): void {
-    this.s.pruneSigned.run(kind, olderThan, kind);
+  /**
+   * After a successful upload that carried one-time keys: every other one-time key of that list is
+   * no longer handed out by the server. Marked, not deleted: a peer may have fetched one just before
+   * (its PreKey message can sit in our queue while we are offline); pruneKeys() deletes them later.
+   * `null`: that list was not uploaded.
+   */
+  markOneTimeKeysReplaced(
+    kind: IdentityKind,
+    kept: { preKeys: number[] | null; kyber: number[] | null },
+  ): void {
+    this.transaction(() => {
+      const now = this.now();
+      if (kept.preKeys) this.s.markReplacedPreKeys.run(now, kind, JSON.stringify(kept.preKeys));
+      if (kept.kyber) this.s.markReplacedKyber.run(now, kind, JSON.stringify(kept.kyber));
+    });
+  }
+
+  /**
+   * Deletes keys no message can still need: one-time keys replaced more than `graceMs` ago (or beyond
+   * the newest `maxReplaced` replaced ones, so refills in quick succession cannot grow the store),
+   * signed and last-resort keys superseded more than `graceMs` ago, and the replay records of
+   * last-resort keys that are gone.
+   */
+  pruneKeys(graceMs = KEY_GRACE_MS, maxReplaced = MAX_REPLACED_ONE_TIME_KEYS): number {
+    const before = this.now() - graceMs;
+    return this.transaction(() => {
+      let n = 0;
+      for (const kind of ['aci', 'pni'] as const) {
+        n += this.s.pruneReplacedPreKeys.run({ kind, before, cap: maxReplaced }).changes;
+        n += this.s.pruneReplacedKyber.run({ kind, before, cap: maxReplaced }).changes;
+        n += this.s.pruneSigned.run({ kind, before }).changes;
+        n += this.s.pruneLastResort.run({ kind, before }).changes;
+      }
+      return n + this.s.pruneKyberUsed.run().changes;
+    });
+  }
+
+  /** Store upkeep, run after each connect and periodically: the logs and keys past retention. */
+  prune(): { sent: number; received: number; keys: number } {
+    return this.transaction(() => ({
+      sent: this.sent.prune(),
+      received: this.received.prune(),
+      keys: this.pruneKeys(),
+    }));
   }
 
   countKeys(kind: IdentityKind): {

@@ -115,4 +115,13 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       CREATE INDEX sent_log_created ON sent_log (created_at);
     `);
   },
+  // v3: upkeep. One-time prekeys remember when an upload replaced them on the server (deleted after
+  // a grace period, for peers that fetched them just before); the received log is pruned by age.
+  (db) => {
+    db.exec(`
+      ALTER TABLE prekeys ADD COLUMN replaced_at INTEGER;
+      ALTER TABLE kyber_prekeys ADD COLUMN replaced_at INTEGER;
+      CREATE INDEX received_log_emitted ON received_log (received_at) WHERE state = 'emitted';
+    `);
+  },
 ];

@@ -134,6 +134,21 @@ const toContact = (r: ContactRow): Contact => ({
   updatedAt: r.updated_at,
 });
 
+/**
+ * How much a source is trusted about who a contact is, least first. An update never lowers it: a
+ * contact the phone synced stays 'sync' when that person later writes to us.
+ */
+const SOURCE_RANK: Record<ContactSource, number> = {
+  message: 0,
+  cdsi: 1,
+  certificate: 2,
+  sync: 3,
+  manual: 4,
+};
+
+const sameBytes = (a: Uint8Array | null, b: Uint8Array | null): boolean =>
+  a === null || b === null ? a === b : Buffer.from(a).equals(Buffer.from(b));
+
 export class ContactsTable {
   private readonly s;
 
@@ -153,6 +168,9 @@ export class ContactsTable {
       ),
       remove: db.prepare('DELETE FROM contacts WHERE id = ?'),
       count: db.prepare('SELECT count(*) FROM contacts').pluck(),
+      withProfileKeys: db.prepare(
+        'SELECT aci, profile_key FROM contacts WHERE aci IS NOT NULL AND profile_key IS NOT NULL',
+      ),
     };
   }
 
@@ -180,40 +198,68 @@ export class ContactsTable {
     return r ? toContact(r) : undefined;
   }
 
+  /** Contacts whose ACI and profile key we know (CDSI's acisAndAccessKeys, PROTOCOL.md §8). */
+  withProfileKeys(): Array<{ aci: string; profileKey: Uint8Array }> {
+    return (this.s.withProfileKeys.all() as Array<{ aci: string; profile_key: Buffer }>).map(
+      (r) => ({ aci: r.aci, profileKey: new Uint8Array(r.profile_key) }),
+    );
+  }
+
   count(): number {
     return this.s.count.get() as number;
   }
 
   /**
    * Records what we learned about someone, merging with what we knew: matched by ACI, then PNI, then
-   * number. Known fields are kept unless the update brings a value. When the update ties together
-   * two rows (a number row and an ACI row), they are merged into one.
+   * number. Known fields are kept unless the update brings a value; the source never drops to a less
+   * authoritative one. When the update ties together two rows (a number row and an ACI row), they are
+   * merged into one. Writes only when something changed (it runs for nearly every incoming message:
+   * Signal's clients attach their profile key to each). Returns whether it wrote.
    */
-  upsert(update: Partial<Omit<Contact, 'updatedAt'>> & { source: ContactSource }): void {
+  upsert(update: Partial<Omit<Contact, 'updatedAt'>> & { source: ContactSource }): boolean {
     const pni = update.pni?.startsWith('PNI:') ? update.pni.slice(4) : update.pni;
-    this.db.transaction(() => {
+    return this.db.transaction(() => {
       const rows = [
         update.aci ? (this.s.byAci.get(update.aci) as ContactRow | undefined) : undefined,
         pni ? (this.s.byPni.get(pni) as ContactRow | undefined) : undefined,
         update.e164 ? (this.s.byE164.get(update.e164) as ContactRow | undefined) : undefined,
       ].filter((r): r is ContactRow => r !== undefined);
       const unique = [...new Map(rows.map((r) => [r.id, r])).values()];
+      const source = unique.reduce<ContactSource>(
+        (best, r) => (SOURCE_RANK[r.source] > SOURCE_RANK[best] ? r.source : best),
+        update.source,
+      );
       const merged = {
         e164: update.e164 ?? unique.find((r) => r.e164)?.e164 ?? null,
         aci: update.aci ?? unique.find((r) => r.aci)?.aci ?? null,
         pni: pni ?? unique.find((r) => r.pni)?.pni ?? null,
         name: update.name ?? unique.find((r) => r.name)?.name ?? null,
         profileKey: update.profileKey ?? unique.find((r) => r.profile_key)?.profile_key ?? null,
-        source: update.source,
+        source,
         now: this.now(),
       };
       const [keep, ...others] = unique;
+      if (
+        keep &&
+        others.length === 0 &&
+        keep.e164 === merged.e164 &&
+        keep.aci === merged.aci &&
+        keep.pni === merged.pni &&
+        keep.name === merged.name &&
+        keep.source === merged.source &&
+        sameBytes(keep.profile_key, merged.profileKey)
+      )
+        return false;
       for (const o of others) this.s.remove.run(o.id);
       if (keep) this.s.update.run({ ...merged, id: keep.id });
       else this.s.insert.run(merged);
+      return true;
     })();
   }
 }
+
+/** Emitted received-log rows are kept this long (§6: they only recognise redeliveries). */
+export const RECEIVED_LOG_RETENTION_MS = 45 * 24 * 60 * 60 * 1000;
 
 export interface ReceivedKey {
   sender: string;
@@ -243,6 +289,7 @@ export class ReceivedLog {
         `SELECT sender, device, sent_at, events FROM received_log WHERE state = 'pending' ORDER BY received_at, rowid`,
       ),
       count: db.prepare('SELECT count(*) FROM received_log').pluck(),
+      prune: db.prepare(`DELETE FROM received_log WHERE state = 'emitted' AND received_at < ?`),
     };
   }
 
@@ -295,6 +342,15 @@ export class ReceivedLog {
 
   count(): number {
     return this.s.count.get() as number;
+  }
+
+  /**
+   * Deletes emitted rows older than the retention: Signal's server drops queued messages after
+   * about 30 days, so nothing that old can be redelivered and need recognising. A pending row (not
+   * emitted yet) is never deleted. Returns how many.
+   */
+  prune(olderThanMs = RECEIVED_LOG_RETENTION_MS): number {
+    return this.s.prune.run(this.now() - olderThanMs).changes;
   }
 }
 

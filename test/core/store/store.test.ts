@@ -17,6 +17,7 @@ import {
   signalEncrypt,
 } from '@signalapp/libsignal-client';
 import { SignalStore, MIGRATIONS, schemaVersion, openDatabase } from '../../../core/store';
+import { silentLogger } from '../../../core/log';
 import { makeAccount, publishKeys, tempDir } from './helpers';
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s));
@@ -377,6 +378,88 @@ describe('store', () => {
     assert.equal(store.sent.prune(), 1);
     assert.equal(store.sent.find(bob, 1), undefined);
     assert.deepEqual(store.sent.find(bob, 2)?.content, new Uint8Array([4]));
+  });
+
+  it('received log: prune deletes emitted rows past 45 days and never a pending one', () => {
+    let now = 1_700_000_000_000;
+    const store = track(makeAccount(path.join(dir, 'a.db'), { now: () => now }));
+    const key = (t: number) => ({ sender: 'peer', device: 1, timestamp: t });
+    store.received.insertPending(key(1), [], null);
+    store.received.markEmitted(key(1));
+    store.received.insertPending(key(2), [], null); // never emitted (a crash before the emit)
+    now += 44 * 24 * 3600 * 1000;
+    store.received.insertPending(key(3), [], null);
+    store.received.markEmitted(key(3));
+    assert.equal(store.received.prune(), 0, 'nothing is 45 days old yet');
+    now += 2 * 24 * 3600 * 1000;
+    assert.deepEqual(store.prune(), { sent: 0, received: 1, keys: 0 });
+    assert.equal(store.received.state(key(1)), 'none');
+    assert.equal(store.received.state(key(2)), 'pending', 'a pending row stays until emitted');
+    assert.equal(store.received.state(key(3)), 'emitted');
+  });
+
+  it('contacts: a repeat of what is known writes nothing; a new profile key or number writes once', () => {
+    const store = track(makeAccount(path.join(dir, 'a.db')));
+    // Count real writes to the table, independent of what upsert() reports.
+    store.db.exec(`
+      CREATE TEMP TABLE contact_writes (n INTEGER);
+      CREATE TEMP TRIGGER count_insert AFTER INSERT ON main.contacts BEGIN INSERT INTO contact_writes VALUES (1); END;
+      CREATE TEMP TRIGGER count_update AFTER UPDATE ON main.contacts BEGIN INSERT INTO contact_writes VALUES (1); END;
+    `);
+    const writes = () => store.db.prepare('SELECT count(*) FROM contact_writes').pluck().get();
+    const aci = randomUUID();
+    const key = new Uint8Array(32).fill(7);
+    for (let i = 0; i < 100; i++)
+      store.contacts.upsert({ aci, profileKey: new Uint8Array(key), source: 'message' });
+    assert.equal(writes(), 1, '100 messages with the same profile key: one write');
+    assert.equal(
+      store.contacts.upsert({ aci, profileKey: new Uint8Array(32).fill(8), source: 'message' }),
+      true,
+    );
+    assert.equal(store.contacts.upsert({ aci, e164: '+15551230001', source: 'certificate' }), true);
+    assert.equal(
+      store.contacts.upsert({ aci, e164: '+15551230001', source: 'certificate' }),
+      false,
+    );
+    assert.equal(writes(), 3);
+  });
+
+  it('contacts: the source never drops to a less authoritative one', () => {
+    const store = track(makeAccount(path.join(dir, 'a.db')));
+    const aci = randomUUID();
+    store.contacts.upsert({ aci, e164: '+15551230002', name: 'Bob', source: 'sync' });
+    store.contacts.upsert({ aci, profileKey: new Uint8Array(32).fill(1), source: 'message' });
+    const c = store.contacts.findByServiceId(aci);
+    assert.equal(c?.source, 'sync');
+    assert.equal(c?.profileKey?.length, 32, 'what it brought is still recorded');
+    store.contacts.upsert({ aci, source: 'manual' });
+    assert.equal(store.contacts.findByServiceId(aci)?.source, 'manual');
+    assert.deepEqual(
+      store.contacts.withProfileKeys().map((k) => k.aci),
+      [aci],
+    );
+  });
+
+  it('warns once about an existing folder others can read, without changing it; an existing file is made 0600', () => {
+    const shared = path.join(dir, 'shared');
+    fs.mkdirSync(shared, { mode: 0o755 });
+    fs.chmodSync(shared, 0o755);
+    const file = path.join(shared, 'acct.db');
+    fs.writeFileSync(file, '');
+    fs.chmodSync(file, 0o644);
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (m: string) => void warnings.push(m) };
+    track(SignalStore.open(file, { logger })).close();
+    track(SignalStore.open(path.join(shared, 'other.db'), { logger }));
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(shared).mode & 0o777, 0o755, "the user's folder is left alone");
+    assert.equal(warnings.length, 1, 'once per folder');
+    assert.ok(warnings[0]?.includes(shared), 'names the folder');
+    // A private folder: no warning.
+    const own = path.join(dir, 'own');
+    fs.mkdirSync(own, { mode: 0o700 });
+    track(SignalStore.open(path.join(own, 'x.db'), { logger }));
+    assert.equal(warnings.length, 1);
   });
 
   it('contacts: merges what is learned about one person from different sources', () => {

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { getKeyCounts } from '../../core/api';
+import type { SignalClient } from '../../core/client';
+import type { IncomingEvent } from '../../core/types';
+import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+
+type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
+
+const DAY = 24 * 60 * 60 * 1000;
+
+/** `from` fetches one of our prekey bundles (a one-time key leaves the server) and can then write. */
+async function introduce(
+  sandbox: Sandbox,
+  client: SignalClient,
+  from: PrimaryDevice,
+): Promise<Device> {
+  const account = client.account;
+  assert.ok(account);
+  const device = await sandbox.server.getDeviceByServiceId(
+    account.aci as never,
+    account.deviceId as never,
+  );
+  assert.ok(device);
+  await from.addSingleUseKey(device, await device.popSingleUseKey());
+  return device;
+}
+
+async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('integration: prekey maintenance and store upkeep', function () {
+  this.timeout(120_000);
+  let sandbox: Sandbox;
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  it('refills the one-time keys that first messages from new contacts consumed, by itself after a reconnect', async () => {
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const { client } = await linkClient(sandbox, alice, {
+      connection: { backoff: { baseMs: 50, maxMs: 200 } },
+      prekeys: { threshold: 98 },
+    });
+    const chat = client.chatForTesting;
+    assert.ok(chat);
+    const bodies: string[] = [];
+    client.on('event', (ev: IncomingEvent) => {
+      if (ev.type === 'message') bodies.push(ev.body);
+    });
+    const contacts = await Promise.all(
+      ['Carol', 'Dan', 'Erin'].map((name) => sandbox.createPrimary({ profileName: name })),
+    );
+    for (const c of contacts) {
+      const device = await introduce(sandbox, client, c);
+      await c.sendText(device, `hi from ${c.device.aci}`);
+    }
+    await until(() => bodies.length === 3, 10_000, 'three first messages');
+    assert.equal((await getKeyCounts(chat, 'aci')).count, 97, 'three keys handed out');
+
+    // No refreshPreKeys(): the reconnect's check notices 97 < 98 and refills.
+    client.dropConnectionForTesting();
+    await until(
+      async () =>
+        chat.state === 'connected' &&
+        (await getKeyCounts(chat, 'aci').catch(() => null))?.count === 100,
+      20_000,
+      'automatic refill after the reconnect',
+    );
+    assert.equal((await getKeyCounts(chat, 'aci')).pqCount, 100);
+    // A new contact gets a key from the new batch, and that first message decrypts.
+    const frank = await sandbox.createPrimary({ profileName: 'Frank' });
+    const device = await introduce(sandbox, client, frank);
+    await frank.sendText(device, 'hi from the new batch');
+    await until(() => bodies.includes('hi from the new batch'), 10_000, 'message on a new key');
+  });
+
+  it('prunes the sent log (message content) past 14 days on a later check, not only at the first connect', async () => {
+    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
+    let offset = 0;
+    const { client } = await linkClient(sandbox, alice, {
+      connection: { backoff: { baseMs: 50, maxMs: 200 } },
+      now: () => Date.now() + offset,
+    });
+    const store = client.storeForTesting;
+    assert.ok(store);
+    const sent = await client.send(bob.device.aci, 'kept 14 days at most');
+    await withTimeout(bob.waitForMessage(), 10_000, 'bob');
+    assert.ok(store.sent.find(bob.device.aci, sent.timestamp), 'logged for retry requests');
+    offset = 15 * DAY;
+    // The process never restarted: the check after this reconnect prunes it.
+    client.dropConnectionForTesting();
+    await until(
+      () => store.sent.find(bob.device.aci, sent.timestamp) === undefined,
+      20_000,
+      'sent log pruned',
+    );
+  });
+});
