@@ -72,7 +72,7 @@ import type { ChatRequester } from './net/types';
 import { SignalStore } from './store';
 import { SyncMessage, type signalservice, type ProvisionMessage } from '../proto';
 import { decryptAttachment } from './crypto/attachment';
-import { parseContactsBlob } from './directory/contacts-sync';
+import { parseContactsBlob, storeSyncedContacts } from './directory/contacts-sync';
 import { httpsGet } from './net/https';
 import type {
   AccountInfo,
@@ -938,6 +938,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       auth: () => api.getDirectoryAuth(this.requireChat()),
       contacts: {
         findByNumbers: (e164s) => store.contacts.findByNumbers(e164s),
+        // With a contact's access key CDSI also answers for an ACI that hides its number (§8).
+        withProfileKeys: () => store.contacts.withProfileKeys(),
         recordLookup: (results) =>
           store.transaction(() => {
             for (const r of results)
@@ -987,17 +989,11 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     );
     const contacts = parseContactsBlob(plain);
     if (this.closed) return 0;
-    store.transaction(() => {
-      for (const c of contacts) {
-        if (!c.number && !c.aci) continue;
-        store.contacts.upsert({
-          ...(c.number ? { e164: c.number } : {}),
-          ...(c.aci ? { aci: c.aci } : {}),
-          ...(c.name ? { name: c.name } : {}),
-          source: 'sync',
-        });
-      }
-    });
+    // With their profile keys, when the primary sends them: sealed sender from the first send.
+    storeSyncedContacts(
+      { transaction: (fn) => store.transaction(fn), upsert: (u) => store.contacts.upsert(u) },
+      contacts,
+    );
     this.logger.info(`contacts synced: ${contacts.length}`);
     this.emit('contacts-synced', contacts.length);
     return contacts.length;

@@ -2,6 +2,10 @@
  * The contacts blob a primary sends to its linked devices (PROTOCOL.md §7): a stream of
  * varint-length-prefixed ContactDetails, each optionally followed by an inline avatar of
  * `avatar.length` bytes (skipped: we keep no avatars).
+ *
+ * A profile key (field 6) lets us send to that contact with sealed sender before they ever write to
+ * us. Signal's current protos have retired the field (it is `reserved` in ours, and profile keys now
+ * travel through the storage service), but primaries that still write it are read.
  */
 import { Aci } from '@signalapp/libsignal-client';
 import { ContactDetails } from '../../proto';
@@ -11,6 +15,8 @@ export interface SyncedContact {
   number: string | null;
   aci: string | null;
   name: string | null;
+  /** 32 bytes, when the primary included one. */
+  profileKey: Uint8Array | null;
 }
 
 function readVarint(buf: Uint8Array, pos: number): { value: number; next: number } {
@@ -23,6 +29,42 @@ function readVarint(buf: Uint8Array, pos: number): { value: number; next: number
     shift += 7;
   }
   throw new ProtocolError('Contacts blob: truncated length prefix');
+}
+
+/** ContactDetails field 6, a length-delimited value. */
+const PROFILE_KEY_FIELD = 6;
+
+/**
+ * The retired profileKey field, read from a record's top-level fields (our decoder, like Signal's
+ * current protos, has no field 6 and discards unknown fields). Anything it cannot walk costs only
+ * the key; the record itself was already decoded.
+ */
+function legacyProfileKey(record: Uint8Array): Uint8Array | null {
+  let key: Uint8Array | null = null;
+  try {
+    let pos = 0;
+    while (pos < record.length) {
+      const tag = readVarint(record, pos);
+      pos = tag.next;
+      const field = Math.floor(tag.value / 8);
+      const wire = tag.value % 8;
+      if (wire === 0) pos = readVarint(record, pos).next;
+      else if (wire === 1) pos += 8;
+      else if (wire === 5) pos += 4;
+      else if (wire === 2) {
+        const len = readVarint(record, pos);
+        const end = len.next + len.value;
+        if (end > record.length) return null;
+        // A profile key is 32 bytes; anything else is not one (and would break the access key).
+        if (field === PROFILE_KEY_FIELD && len.value === 32)
+          key = new Uint8Array(record.subarray(len.next, end));
+        pos = end;
+      } else return key; // groups: long obsolete, and never before field 6 in practice
+    }
+  } catch {
+    return null;
+  }
+  return key;
 }
 
 export function parseContactsBlob(blob: Uint8Array): SyncedContact[] {
@@ -43,7 +85,43 @@ export function parseContactsBlob(blob: Uint8Array): SyncedContact[] {
     if (details.aciBinary && details.aciBinary.length === 16)
       aci = Aci.fromUuidBytes(details.aciBinary).getRawUuid();
     else if (details.aci) aci = details.aci.toLowerCase();
-    out.push({ number: details.number || null, aci, name: details.name || null });
+    out.push({
+      number: details.number || null,
+      aci,
+      name: details.name || null,
+      profileKey: legacyProfileKey(blob.subarray(next, next + len)),
+    });
   }
   return out;
+}
+
+/** What applying a contacts blob needs from the contacts table. */
+export interface SyncedContactsSink {
+  transaction<T>(fn: () => T): T;
+  upsert(update: {
+    e164?: string;
+    aci?: string;
+    name?: string;
+    profileKey?: Uint8Array;
+    source: 'sync';
+  }): boolean;
+}
+
+/** Stores synced contacts in one transaction (those with neither number nor ACI are skipped). */
+export function storeSyncedContacts(sink: SyncedContactsSink, contacts: SyncedContact[]): number {
+  let stored = 0;
+  sink.transaction(() => {
+    for (const c of contacts) {
+      if (!c.number && !c.aci) continue;
+      sink.upsert({
+        ...(c.number ? { e164: c.number } : {}),
+        ...(c.aci ? { aci: c.aci } : {}),
+        ...(c.name ? { name: c.name } : {}),
+        ...(c.profileKey ? { profileKey: c.profileKey } : {}),
+        source: 'sync',
+      });
+      stored++;
+    }
+  });
+  return stored;
 }

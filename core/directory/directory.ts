@@ -21,6 +21,7 @@
  * Service ids follow core/types.ts: ACI and PNI are bare lower-case UUIDs in results.
  */
 import type { Environment } from '../config';
+import { deriveAccessKey } from '../crypto/access-key';
 import {
   CancelledError,
   CdsiUnavailableError,
@@ -49,6 +50,27 @@ export interface ContactsSource {
   findByNumbers(e164s: string[]): Map<string, { aci: string | null; pni: string | null }>;
   /** Registered numbers CDSI just answered (never unregistered ones), to keep in the contacts table. */
   recordLookup(results: Array<{ number: string; aci: string | null; pni: string | null }>): void;
+  /** Contacts whose ACI and profile key we know: sent to CDSI with their access keys. */
+  withProfileKeys?(): Array<{ aci: string; profileKey: Uint8Array }>;
+}
+
+/**
+ * CDSI's `acisAndAccessKeys` from contacts with known profile keys (access key: PROTOCOL.md §5).
+ * Proving we know someone's access key lets CDSI return their ACI even when their number is not
+ * discoverable. A malformed key is skipped, not fatal.
+ */
+export function knownAccessKeys(
+  contacts: Array<{ aci: string; profileKey: Uint8Array }>,
+): CdsiAciAccessKey[] {
+  const out: CdsiAciAccessKey[] = [];
+  for (const c of contacts) {
+    if (c.profileKey.length !== 32) continue;
+    out.push({
+      aci: c.aci.toLowerCase(),
+      accessKey: Buffer.from(deriveAccessKey(c.profileKey)).toString('base64'),
+    });
+  }
+  return out;
 }
 
 export interface CacheTtl {
@@ -68,7 +90,10 @@ export interface DirectoryOptions {
    * `null`: no CDSI (contacts only). Tests inject a fake.
    */
   cdsi?: CdsiBackend | null;
-  /** ACIs with their access keys to send along, so CDSI returns ACIs hidden from number lookup. */
+  /**
+   * ACIs with their access keys to send along, so CDSI returns ACIs hidden from number lookup.
+   * Default: derived from `contacts.withProfileKeys()` for each request.
+   */
   knownAccessKeys?: () => CdsiAciAccessKey[];
   cacheTtl?: Partial<CacheTtl>;
   /** Most cached numbers kept (least recently used dropped first). Default 10,000. */
@@ -141,7 +166,10 @@ export class Directory {
         : options.environment.cdsi
           ? new NetCdsiBackend(options.environment.cdsi)
           : null;
-    this.knownAccessKeys = options.knownAccessKeys ?? (() => []);
+    const contacts = options.contacts;
+    this.knownAccessKeys =
+      options.knownAccessKeys ??
+      (() => (contacts.withProfileKeys ? knownAccessKeys(contacts.withProfileKeys()) : []));
     this.ttl = { ...DEFAULT_CACHE_TTL, ...options.cacheTtl };
     this.cacheSize = options.cacheSize ?? 10_000;
     this.batchWindowMs = options.batchWindowMs ?? 20;

@@ -20,6 +20,7 @@ export {
 export {
   DEFAULT_CACHE_TTL,
   Directory,
+  knownAccessKeys,
   resolveRecipient,
   type CacheTtl,
   type ContactsSource,

@@ -69,7 +69,10 @@ export interface ReceiverStorePort {
   pendingEvents(key: ReceivedKey): IncomingEvent[];
   markEmitted(key: ReceivedKey): void;
   listPending(): Array<ReceivedKey & { events: IncomingEvent[] }>;
-  /** Records a sender's number and/or profile key in the contacts table (best effort). */
+  /**
+   * Records a sender's number and/or profile key in the contacts table (best effort). Called inside
+   * the transaction of the message's log row; should write only when something changed.
+   */
   recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
 }
 
@@ -412,18 +415,38 @@ export class Receiver {
       this.commitAndLog(uow, key, [], envelope);
       throw new DropError('malformed-content', (e as Error).message);
     }
-    if (effects.profileKey || sender.number) {
-      try {
-        this.opts.store.recordContact({
-          aci: sender.aci,
-          ...(sender.number ? { number: sender.number } : {}),
-          ...(effects.profileKey ? { profileKey: effects.profileKey } : {}),
-        });
-      } catch (e) {
-        this.opts.logger.warn('receiver: could not record contact', e);
-      }
-    }
-    const status = this.record(key, effects.events, envelope, uow);
+    // What the message tells us about its sender is written in the same transaction as its log row
+    // (not one more transaction per message); a failure there must not undo the message's commit.
+    const profileKey = effects.profileKey;
+    const learned =
+      profileKey || sender.number
+        ? {
+            aci: sender.aci,
+            ...(sender.number ? { number: sender.number } : {}),
+            ...(profileKey ? { profileKey } : {}),
+          }
+        : null;
+    const unit: UnitOfWork = learned
+      ? {
+          sessions: uow.sessions,
+          identities: uow.identities,
+          preKeys: uow.preKeys,
+          signedPreKeys: uow.signedPreKeys,
+          kyberPreKeys: uow.kyberPreKeys,
+          senderKeys: uow.senderKeys,
+          discard: () => uow.discard(),
+          commit: (extra) =>
+            uow.commit(() => {
+              extra?.();
+              try {
+                this.opts.store.recordContact(learned);
+              } catch (e) {
+                this.opts.logger.warn('receiver: could not record contact', e);
+              }
+            }),
+        }
+      : uow;
+    const status = this.record(key, effects.events, envelope, unit);
     const blob = effects.contactsBlob;
     const after = async () => {
       if (retry) await this.opts.onRetryRequest(sender.aci, sender.device, retry);

@@ -129,3 +129,51 @@ describe('integration: lookup through contact discovery', function () {
     assert.equal(calls.length, 1, 'the unregistered answer was cached too');
   });
 });
+
+describe('integration: contacts learned from messages', function () {
+  this.timeout(120_000);
+  let sandbox: Sandbox;
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  it('100 messages from one sender with the same profile key write the contact once', async () => {
+    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const { client } = await linkClient(sandbox, alice);
+    const store = client.storeForTesting;
+    const account = client.account;
+    assert.ok(store && account);
+    // Count the table's real writes, whoever makes them.
+    store.db.exec(`
+      CREATE TEMP TABLE contact_writes (aci TEXT);
+      CREATE TEMP TRIGGER count_insert AFTER INSERT ON main.contacts BEGIN INSERT INTO contact_writes VALUES (new.aci); END;
+      CREATE TEMP TRIGGER count_update AFTER UPDATE ON main.contacts BEGIN INSERT INTO contact_writes VALUES (new.aci); END;
+    `);
+    const device = await sandbox.server.getDeviceByServiceId(
+      account.aci as never,
+      account.deviceId as never,
+    );
+    assert.ok(device);
+    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    let received = 0;
+    client.on('event', (ev) => {
+      if (ev.type === 'message') received++;
+    });
+    for (let i = 0; i < 100; i++) await bob.sendText(device, `m${i}`, { withProfileKey: true });
+    await until(() => received === 100, 30_000, '100 messages');
+    const writes = store.db
+      .prepare('SELECT count(*) FROM contact_writes WHERE aci = ?')
+      .pluck()
+      .get(bob.device.aci);
+    assert.equal(writes, 1, 'one write: the first message brought the profile key');
+    assert.equal(store.contacts.findByServiceId(bob.device.aci)?.profileKey?.length, 32);
+    // And a send to Bob now goes sealed.
+    const sent = await client.send(bob.device.aci, 'sealed now');
+    assert.equal(sent.sealed, true);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'sealed now');
+  });
+});

@@ -1,4 +1,9 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { deriveAccessKey } from '../../../core/crypto/access-key';
+import { SignalStore } from '../../../core/store';
 import type {
   CdsiBackend,
   CdsiCredentials,
@@ -8,6 +13,7 @@ import type {
 import { disposeSharedNets, sharedNetCount } from '../../../core/directory/cdsi';
 import {
   Directory,
+  knownAccessKeys,
   resolveRecipient,
   type ContactsSource,
   type DirectoryOptions,
@@ -428,6 +434,60 @@ describe('directory: resolveRecipient', () => {
     await assert.rejects(
       resolveRecipient(directory, '  '),
       (e: unknown) => e instanceof SignalError && e.code === 'INVALID_INPUT',
+    );
+  });
+});
+
+describe('directory: access keys from the contacts table', () => {
+  it("gives CDSI each known contact's ACI with the access key derived from its profile key", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-dir-'));
+    const store = SignalStore.open(path.join(dir, 'a.db'));
+    const cdsi = new FakeCdsi();
+    const withKey = uuid(11);
+    const profileKey = new Uint8Array(32).fill(3);
+    store.contacts.upsert({ aci: withKey, profileKey, source: 'message' });
+    store.contacts.upsert({ aci: uuid(12), e164: POOL[1] as string, source: 'sync' }); // no key
+    // The contacts source as SignalClient wires it.
+    const directory = new Directory({
+      environment: { name: 'production', cdsi: 'production' },
+      auth: async () => ({ username: 'u', password: 'p' }),
+      contacts: {
+        findByNumbers: (e164s) => store.contacts.findByNumbers(e164s),
+        recordLookup: () => {},
+        withProfileKeys: () => store.contacts.withProfileKeys(),
+      },
+      cdsi,
+    });
+    try {
+      await directory.lookup([POOL[0] as string]);
+      assert.deepEqual(cdsi.calls[0]?.query.acisAndAccessKeys, [
+        { aci: withKey, accessKey: Buffer.from(deriveAccessKey(profileKey)).toString('base64') },
+      ]);
+      // A profile key learned later rides the next request.
+      store.contacts.upsert({
+        aci: uuid(12),
+        profileKey: new Uint8Array(32).fill(4),
+        source: 'message',
+      });
+      await directory.lookup([POOL[2] as string]);
+      assert.deepEqual(
+        cdsi.calls[1]?.query.acisAndAccessKeys?.map((k) => k.aci).sort(),
+        [withKey, uuid(12)].sort(),
+      );
+    } finally {
+      directory.close();
+      store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('skips a profile key of the wrong length instead of failing the lookup', () => {
+    assert.deepEqual(
+      knownAccessKeys([
+        { aci: uuid(1), profileKey: new Uint8Array(31) },
+        { aci: uuid(2).toUpperCase(), profileKey: new Uint8Array(32) },
+      ]).map((k) => k.aci),
+      [uuid(2)],
     );
   });
 });
