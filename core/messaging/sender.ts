@@ -448,17 +448,21 @@ export class Sender {
     devices: number[],
     accessKey: Uint8Array | undefined,
     strict: boolean,
-  ): Promise<number[]> {
+  ): Promise<Array<{ deviceId: number; registrationId: number }>> {
     const sessions = this.opts.store.protocol('aci').sessions;
-    const usable: number[] = [];
-    for (const deviceId of devices) {
+    const usable: Array<{ deviceId: number; registrationId: number }> = [];
+    // The remote registration id is read here, once per device: encrypting does not change it, and
+    // a second session load per device and message would be pure overhead on the send path.
+    const open = async (deviceId: number): Promise<boolean> => {
       const record = await sessions.getSession(ProtocolAddress.new(serviceId, deviceId));
-      if (record?.hasCurrentState()) {
-        usable.push(deviceId);
-        continue;
-      }
+      if (!record?.hasCurrentState()) return false;
+      usable.push({ deviceId, registrationId: record.remoteRegistrationId() });
+      return true;
+    };
+    for (const deviceId of devices) {
+      if (await open(deviceId)) continue;
       try {
-        usable.push(...(await this.establish(serviceId, deviceId, accessKey)));
+        for (const built of await this.establish(serviceId, deviceId, accessKey)) await open(built);
       } catch (err) {
         if (strict) throw err;
       }
@@ -487,7 +491,7 @@ export class Sender {
         devices = await this.establish(serviceId, self ? 1 : '*', accessKey);
       }
       const stores = this.opts.store.protocol('aci');
-      devices = await this.withOpenSessions(
+      const targets = await this.withOpenSessions(
         serviceId,
         devices,
         accessKey,
@@ -495,7 +499,7 @@ export class Sender {
       );
       const local = ProtocolAddress.new(this.opts.self.aci, this.opts.self.deviceId);
       const messages: OutgoingMessage[] = [];
-      for (const deviceId of devices) {
+      for (const { deviceId, registrationId } of targets) {
         const address = ProtocolAddress.new(serviceId, deviceId);
         let ciphertext: CiphertextMessage;
         try {
@@ -509,8 +513,6 @@ export class Sender {
         } catch (err) {
           throw mapEncryptError(err, serviceId);
         }
-        const session = await stores.sessions.getSession(address);
-        const registrationId = session?.remoteRegistrationId() ?? 0;
         if (certificate) {
           const usmc = UnidentifiedSenderMessageContent.new(ciphertext, certificate, 0, null);
           const sealed = await sealedSenderEncrypt(usmc, address, stores.identities);
@@ -532,7 +534,7 @@ export class Sender {
           });
         }
       }
-      return { messages, devices };
+      return { messages, devices: targets.map((t) => t.deviceId) };
     });
   }
 }
