@@ -15,7 +15,7 @@ import { normalizeNumber } from '../core/directory/number';
 import { SignalError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { AccountInfo, ClientState, IdentityTrust, IncomingEvent } from '../core/types';
-import type { AccountNode } from './lib/account';
+import { regionOf, type AccountNode } from './lib/account';
 import type { Node, RED, RedRequest, RedResponse } from './lib/red';
 import { statusFor } from './lib/status';
 import { guardRegistry, sendError, stringField } from './lib/registration';
@@ -29,6 +29,8 @@ interface AccountConfig {
   trustRoots?: string;
   deviceName?: string;
   identityTrust?: IdentityTrust;
+  /** ISO 3166 two-letter country for numbers written without a country code; optional. */
+  region?: string;
 }
 
 interface LinkSession {
@@ -90,18 +92,24 @@ export = function register(RED: RED): void {
     let closing = false;
     const logger = nodeLogger(RED, node.id);
 
+    // The last state's detail too: a flow node that registers after an error must show the same
+    // "error: <code>" as those that were there when it happened.
+    let stateDetail: string | undefined;
     const setState = (state: ClientState | 'error', detail?: string) => {
       node.state = state;
+      stateDetail = detail;
       const status = statusFor(state, detail);
       for (const u of users.values()) u.status(status);
     };
 
     const opened: Promise<SignalClient> = (async () => {
+      const defaultRegion = regionOf(config.region);
       const client = await SignalClient.open({
         dataFile: dataFileFor(node.id),
         environment: environmentOf(config),
         deviceName: config.deviceName || 'Node-RED',
         identityTrust: config.identityTrust === 'block' ? 'block' : 'accept',
+        ...(defaultRegion ? { defaultRegion } : {}),
         logger,
       });
       client.on('state', (s, err) => setState(s, err?.code));
@@ -125,7 +133,7 @@ export = function register(RED: RED): void {
     node.client = () => opened;
     node.register = (user: Node) => {
       users.set(user.id, user);
-      user.status(statusFor(node.state));
+      user.status(statusFor(node.state, stateDetail));
     };
     node.deregister = (user: Node, done: () => void) => {
       users.delete(user.id);
@@ -205,9 +213,13 @@ export = function register(RED: RED): void {
       }
       if (client.account) {
         if (temporary) await client.close();
-        res
-          .status(409)
-          .json({ error: 'This account is already linked', account: summary(client.account) });
+        // An account the server stopped accepting (the phone removed this device) cannot be linked
+        // again in place: the engine has no way yet to discard its store, so say how to start over.
+        const error =
+          client.state === 'unlinked'
+            ? `Signal no longer accepts this account's credentials (the device was removed on the phone, or the number was registered again elsewhere), and it cannot be linked again in place: delete this Signal account node, deploy, and add a new one to link (or stop Node-RED and delete ${path.basename(file)} from the signal folder, then start it and link)`
+            : 'This account is already linked';
+        res.status(409).json({ error, account: summary(client.account) });
         return;
       }
       const session: LinkSession = { state: 'waiting', abort: new AbortController() };

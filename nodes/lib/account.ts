@@ -1,7 +1,8 @@
 /** What flow nodes may use of a signal-account config node. */
 import type { EventEmitter } from 'node:events';
 import type { SignalClient } from '../../core/client';
-import { NotLinkedError } from '../../core/errors';
+import { isSupportedCountry } from 'libphonenumber-js/max';
+import { InvalidInputError, NotLinkedError } from '../../core/errors';
 import type { ClientState } from '../../core/types';
 import type { Node, RED } from './red';
 
@@ -38,3 +39,16 @@ export async function linkedClient(account: AccountNode): Promise<SignalClient> 
 /** What a flow node with no account shows and logs (Node-RED's MQTT nodes do the same). */
 export const NO_ACCOUNT =
   'No Signal account is configured for this node: choose one in its settings';
+
+/** The account's default region, checked: undefined when not set, else an upper-case ISO 3166 code. */
+export function regionOf(region: string | undefined): string | undefined {
+  const r = (region ?? '').trim();
+  if (r === '') return undefined;
+  const upper = r.toUpperCase();
+  if (!/^[A-Z]{2}$/.test(upper) || !isSupportedCountry(upper)) {
+    throw new InvalidInputError(
+      `Default region "${r}" is not a two-letter country code with phone numbers (ISO 3166, e.g. US or DE); leave it empty to require numbers with their country code`,
+    );
+  }
+  return upper;
+}

@@ -23,7 +23,12 @@ export function statusFor(state: ClientState | 'error', detail?: string): NodeSt
     case 'closed':
       return {};
     default:
-      return { fill: 'red', shape: 'ring', text: detail ? `error: ${detail}` : 'error' };
+      // Codes read as words, as fail() shows them ("invalid input", not "INVALID_INPUT").
+      return {
+        fill: 'red',
+        shape: 'ring',
+        text: detail ? `error: ${detail.toLowerCase().replace(/_/g, ' ')}` : 'error',
+      };
   }
 }
 

@@ -278,12 +278,16 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     const err = nextError(node('out1'), 30_000);
     const out = nextInput(node('outSink'), (m) => m.to === to, 30_000);
     node('out1').receive({ payload: 'to many', to });
-    const results = ((await out).signal as { results: Array<{ to: string; status: string }> })
-      .results;
+    const signal = (await out).signal as {
+      timestamp: number;
+      results: Array<{ to: string; status: string; timestamp?: number }>;
+    };
+    const results = signal.results;
     assert.equal(results.length, MAX_RECIPIENTS);
     assert.deepEqual(results[0], {
       to: bob.device.aci,
       serviceId: bob.device.aci,
+      timestamp: signal.timestamp,
       status: 'sent',
     });
     assert.ok(results.slice(1).every((r) => r.status === 'failed'));
