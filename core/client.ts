@@ -196,6 +196,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private openStore(): SignalStore {
     if (this.store) return this.store;
     this.store = SignalStore.open(this.options.dataFile, {
+      logger: this.logger,
       identityTrust: this.options.identityTrust ?? 'accept',
       onIdentityChange: (serviceId) => this.onIdentityChange(serviceId),
       ...(this.options.now ? { now: this.options.now } : {}),

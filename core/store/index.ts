@@ -108,12 +108,8 @@ export class SignalStore {
       ),
       approve: this.db.prepare(`UPDATE identities SET trust = 'trusted' WHERE service_id = ?`),
       identityTrust: this.db.prepare('SELECT trust FROM identities WHERE service_id = ?').pluck(),
-      maxPreKeyId: this.db.prepare('SELECT max(key_id) FROM prekeys WHERE our_kind = ?').pluck(),
-      maxSignedId: this.db
-        .prepare('SELECT max(key_id) FROM signed_prekeys WHERE our_kind = ?')
-        .pluck(),
-      maxKyberId: this.db
-        .prepare('SELECT max(key_id) FROM kyber_prekeys WHERE our_kind = ?')
+      lastKeyId: this.db
+        .prepare('SELECT last FROM key_ids WHERE our_kind = ? AND kind = ?')
         .pluck(),
       latestSigned: this.db.prepare(
         'SELECT key_id, created_at FROM signed_prekeys WHERE our_kind = ? ORDER BY created_at DESC, key_id DESC LIMIT 1',
@@ -261,14 +257,16 @@ export class SignalStore {
     });
   }
 
-  /** The next free ids (prekey ids are 24-bit on the wire; wrap before 0xFFFFFF). */
+  /**
+   * The next ids, after the last ones handed out (kept by triggers in key_ids, so an id deleted with
+   * its key is never given again); prekey ids are 24-bit on the wire: wrap before 0xFFFFFF.
+   */
   nextKeyIds(kind: IdentityKind): { preKey: number; signed: number; kyber: number } {
-    const next = (v: unknown) => ((typeof v === 'number' ? v : 0) % 0xfffff0) + 1;
-    return {
-      preKey: next(this.s.maxPreKeyId.get(kind)),
-      signed: next(this.s.maxSignedId.get(kind)),
-      kyber: next(this.s.maxKyberId.get(kind)),
+    const next = (which: 'prekey' | 'signed' | 'kyber') => {
+      const last = this.s.lastKeyId.get(kind, which);
+      return ((typeof last === 'number' ? last : 0) % 0xfffff0) + 1;
     };
+    return { preKey: next('prekey'), signed: next('signed'), kyber: next('kyber') };
   }
 
   latestSignedPreKey(kind: IdentityKind): { keyId: number; createdAt: number } | null {

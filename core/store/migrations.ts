@@ -124,4 +124,32 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       CREATE INDEX received_log_emitted ON received_log (received_at) WHERE state = 'emitted';
     `);
   },
+  // v4: the last key id handed out, per identity and key type. Ids came from max(key_id) + 1, but
+  // consumed and pruned keys leave the tables, and an id given again could meet a peer's old message
+  // built on the earlier key of that id: a counter never goes back (it wraps only at 24 bits).
+  (db) => {
+    db.exec(`
+      CREATE TABLE key_ids (
+        our_kind TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('prekey', 'signed', 'kyber')),
+        last INTEGER NOT NULL,
+        PRIMARY KEY (our_kind, kind)
+      );
+      INSERT INTO key_ids SELECT our_kind, 'prekey', max(key_id) FROM prekeys GROUP BY our_kind;
+      INSERT INTO key_ids SELECT our_kind, 'signed', max(key_id) FROM signed_prekeys GROUP BY our_kind;
+      INSERT INTO key_ids SELECT our_kind, 'kyber', max(key_id) FROM kyber_prekeys GROUP BY our_kind;
+      CREATE TRIGGER prekeys_last_id AFTER INSERT ON prekeys BEGIN
+        INSERT INTO key_ids VALUES (NEW.our_kind, 'prekey', NEW.key_id)
+          ON CONFLICT (our_kind, kind) DO UPDATE SET last = excluded.last;
+      END;
+      CREATE TRIGGER signed_prekeys_last_id AFTER INSERT ON signed_prekeys BEGIN
+        INSERT INTO key_ids VALUES (NEW.our_kind, 'signed', NEW.key_id)
+          ON CONFLICT (our_kind, kind) DO UPDATE SET last = excluded.last;
+      END;
+      CREATE TRIGGER kyber_prekeys_last_id AFTER INSERT ON kyber_prekeys BEGIN
+        INSERT INTO key_ids VALUES (NEW.our_kind, 'kyber', NEW.key_id)
+          ON CONFLICT (our_kind, kind) DO UPDATE SET last = excluded.last;
+      END;
+    `);
+  },
 ];

@@ -19,6 +19,7 @@ import {
 import { SignalStore, MIGRATIONS, schemaVersion, openDatabase } from '../../../core/store';
 import { silentLogger } from '../../../core/log';
 import { makeAccount, publishKeys, tempDir } from './helpers';
+import { generatePreKeys } from '../../../core/crypto/keys';
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s));
 const dec = (b: Uint8Array) => Buffer.from(b).toString();
@@ -265,6 +266,30 @@ describe('store', () => {
     assert.deepEqual(store.received.listPending(), [
       { sender: 'x', device: 1, timestamp: 5, events: [] },
     ]);
+  });
+
+  it('never hands out a prekey id again once its key was consumed or pruned', () => {
+    const store = track(makeAccount(path.join(dir, 'ids.db')));
+    const first = store.nextKeyIds('aci');
+    const batch = generatePreKeys(first.preKey, 5);
+    store.savePreKeys('aci', batch.records);
+    const last = first.preKey + 4;
+    assert.equal(store.nextKeyIds('aci').preKey, last + 1);
+    // Every one-time key used up and gone: max(key_id) would fall back and repeat these ids.
+    store.db.prepare('DELETE FROM prekeys').run();
+    assert.equal(store.nextKeyIds('aci').preKey, last + 1);
+    assert.equal(store.nextKeyIds('pni').preKey, first.preKey, 'each identity counts its own');
+  });
+
+  it('migration v4 starts the key-id counters after the keys already stored', () => {
+    const file = path.join(dir, 'v3.db');
+    const v3 = openDatabase(file, { targetVersion: 3 });
+    v3.prepare(
+      `INSERT INTO prekeys (our_kind, key_id, record, created_at) VALUES ('aci', 41, x'00', 1)`,
+    ).run();
+    v3.close();
+    const store = track(SignalStore.open(file));
+    assert.equal(store.nextKeyIds('aci').preKey, 42);
   });
 
   it('refuses a file from a newer schema instead of guessing', () => {
