@@ -8,6 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import path from 'node:path';
 import {
   IdentityKeyPair,
   PrivateKey,
@@ -1013,6 +1014,48 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   // ---------------------------------------------------------------- shutdown
 
   /** Closes sockets, timers and the store. Nothing reconnects afterwards. Idempotent. */
+  /**
+   * Sets aside an account Signal no longer accepts (state `unlinked`: the phone removed this device,
+   * or the number was registered again elsewhere) so that this client can link or register afresh.
+   * Nothing of it can be used again: its credentials are dead. The file is kept, renamed to
+   * `<dataFile>.unlinked-<time>` (still 0600), for its contacts and logs; the caller may delete it.
+   * Refused in every other state, where the account still works. Resolves with the new file name.
+   */
+  async discardUnlinkedAccount(): Promise<string> {
+    this.assertOpen();
+    if (this.stateValue !== 'unlinked' || !this.store) {
+      throw new InvalidInputError(
+        'Only an account Signal no longer accepts (state unlinked) can be discarded',
+      );
+    }
+    // The same teardown as close(), short of closing the client itself; the old sockets' last state
+    // changes must not reach this client once it is idle again.
+    this.prekeys?.stop();
+    this.directoryValue?.close();
+    this.chat?.removeAllListeners('state');
+    this.unauthChat?.removeAllListeners('state');
+    await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
+    await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await new Promise((r) => setImmediate(r));
+    this.receiver?.stop();
+    this.store.close();
+    this.store = null;
+    this.chat = this.unauthChat = null;
+    this.receiver = null;
+    this.sender = null;
+    this.prekeys = null;
+    this.directoryValue = null;
+    const file = this.options.dataFile;
+    const aside = `${file}.unlinked-${new Date(this.now()).toISOString().replace(/[:.]/g, '-')}`;
+    // Closing checkpointed the WAL into the file; any leftover side file goes along with it.
+    fs.renameSync(file, aside);
+    for (const side of ['-wal', '-shm'])
+      if (fs.existsSync(file + side)) fs.renameSync(file + side, aside + side);
+    this.logger.info(`account set aside as ${path.basename(aside)}; ready to link or register`);
+    this.setState('idle');
+    return aside;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -228,4 +228,43 @@ describe('integration: linking to a mock phone', function () {
     );
     assert.equal(client2.chatForTesting?.connections, connections);
   });
+
+  it('an account Signal no longer accepts is set aside, and the same client links again', async () => {
+    const alice = await sandbox.createPrimary({ profileName: 'Alice' });
+    const { client, dataFile } = await linkClient(sandbox, alice);
+    const first = client.account;
+    await client.close();
+    const raw = await openClient(sandbox, dataFile);
+    raw.storeForTesting?.account.update({ password: 'not-the-password' });
+    await raw.close();
+    const client2 = await openClient(sandbox, dataFile, {
+      connection: { backoff: { baseMs: 10, maxMs: 20 } },
+    });
+    try {
+      // A working account is never discarded.
+      await assert.rejects(client2.discardUnlinkedAccount(), { code: 'INVALID_INPUT' });
+      const unlinked = new Promise<void>((resolve) =>
+        client2.on('state', (st) => st === 'unlinked' && resolve()),
+      );
+      await client2.connect(5000).catch(() => undefined);
+      await withTimeout(unlinked, 5000, 'unlinked state');
+      const aside = await client2.discardUnlinkedAccount();
+      assert.equal(client2.state, 'idle');
+      assert.equal(client2.account, null);
+      assert.equal(fs.existsSync(dataFile), false, 'the dead account file is moved away');
+      assert.equal(fs.statSync(aside).mode & 0o777, 0o600);
+      assert.match(path.basename(aside), /\.unlinked-/);
+
+      const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+      const scan = scanWith(sandbox, bob);
+      const again = await withTimeout(client2.link({ onUrl: scan.onUrl }), 20_000, 'relink');
+      await withTimeout(scan.phone, 20_000, 'the phone accepting the link');
+      assert.equal(again.aci, bob.device.aci);
+      assert.notEqual(again.aci, first?.aci);
+      await client2.connect(5000);
+      assert.equal(client2.state, 'connected');
+    } finally {
+      await client2.close();
+    }
+  });
 });
