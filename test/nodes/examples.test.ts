@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import accountNode = require('../../nodes/signal-account');
@@ -49,7 +51,11 @@ const CORE_NODES: Record<string, unknown> = {
 const SIGNAL_NODES = ['signal-account', 'signal-in', 'signal-out', 'signal-lookup'];
 const FLOW_NODE_TYPES = ['signal-in', 'signal-out', 'signal-lookup'];
 
-const examplesDir = path.join(__dirname, '..', '..', 'examples');
+// The package's examples/: two levels up from source (test/nodes), three when built (dist/test/nodes).
+const examplesDir = [
+  path.join(__dirname, '..', '..', 'examples'),
+  path.join(__dirname, '..', '..', '..', 'examples'),
+].find((d) => fs.existsSync(d)) as string;
 const exampleFiles = fs
   .readdirSync(examplesDir)
   .filter((f) => f.endsWith('.json'))
@@ -62,11 +68,24 @@ let httpNode: unknown;
 const captureHttpNode = (RED: { httpNode: unknown }) => {
   httpNode = RED.httpNode;
 };
-const supertest = require('supertest') as (app: unknown) => {
-  post(url: string): {
-    send(body: unknown): { timeout(ms: number): Promise<{ status: number; body: unknown }> };
-  };
-};
+/** POSTs JSON to the runtime's http-in routes, served on a free port; fails instead of hanging. */
+async function postJson(path: string, body: unknown): Promise<{ status: number; body: unknown }> {
+  const server = http.createServer(httpNode as http.RequestListener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    return { status: res.status, body: (await res.json()) as unknown };
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
 
 const nodeModules = [
   accountNode,
@@ -168,8 +187,7 @@ describe('examples (each examples/*.json in the test helper, against the mock se
     const nodes = forSandbox(example('Alert from an HTTP endpoint.json'));
     await helper.load(nodeModules, nodes);
     await linkThroughAdminRoutes(sandbox, ACCOUNT_ID, phone);
-    const post = (body: unknown) =>
-      supertest(httpNode).post('/signal-alert').send(body).timeout(15_000);
+    const post = (body: unknown) => postJson('/signal-alert', body);
 
     const ok = await post({ to: bob.device.number, text: 'disk almost full' });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
