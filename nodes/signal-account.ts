@@ -211,15 +211,29 @@ export = function register(RED: RED): void {
         res.status(400).json({ error: e instanceof Error ? e.message : String(e) });
         return;
       }
+      // An account Signal no longer accepts (the phone removed this device) is set aside so that the
+      // editor can link again in place; its file is kept beside, renamed, for its contacts and logs.
+      if (client.account && client.state === 'unlinked') {
+        try {
+          const aside = await client.discardUnlinkedAccount();
+          RED.log.info(
+            `[signal-account:${id}] the unlinked account was set aside as ${path.basename(aside)}; linking again`,
+          );
+        } catch (e) {
+          res.status(409).json({
+            error: `Signal no longer accepts this account's credentials, and setting it aside failed (${
+              e instanceof Error ? e.message : String(e)
+            }): stop Node-RED, delete ${path.basename(file)} from the signal folder, start it and link again`,
+            account: summary(client.account),
+          });
+          return;
+        }
+      }
       if (client.account) {
         if (temporary) await client.close();
-        // An account the server stopped accepting (the phone removed this device) cannot be linked
-        // again in place: the engine has no way yet to discard its store, so say how to start over.
-        const error =
-          client.state === 'unlinked'
-            ? `Signal no longer accepts this account's credentials (the device was removed on the phone, or the number was registered again elsewhere), and it cannot be linked again in place: delete this Signal account node, deploy, and add a new one to link (or stop Node-RED and delete ${path.basename(file)} from the signal folder, then start it and link)`
-            : 'This account is already linked';
-        res.status(409).json({ error, account: summary(client.account) });
+        res
+          .status(409)
+          .json({ error: 'This account is already linked', account: summary(client.account) });
         return;
       }
       const session: LinkSession = { state: 'waiting', abort: new AbortController() };

@@ -111,7 +111,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
     await statusShown('in1', 'connected', before + 1);
   });
 
-  it('an account the phone removed shows "not linked" in red, and Link device says how to link again', async () => {
+  it('an account the phone removed shows "not linked" in red, and Link device links it again in place', async () => {
     await helper.load(nodes, [accountConfig(sandbox, 'acct1', 'Alice'), ...flowNodes('acct1')]);
     await linkThroughAdminRoutes(sandbox, 'acct1', alice);
     // The server stops accepting the stored credentials, as after the phone removed this device
@@ -132,19 +132,22 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       text: 'not linked',
     });
     assert.equal(client.state, 'unlinked');
-    const answer = await helper
-      .request()
-      .post('/signal-account/acct1/link')
-      .send({
-        server: 'custom',
-        serviceUrl: sandbox.url,
-        caCert: sandbox.caCert,
-        trustRoots: sandbox.trustRoot,
-      })
-      .expect(409);
-    assert.match(answer.body.error, /no longer accepts this account's credentials/);
-    assert.match(answer.body.error, /delete this Signal account node, deploy, and add a new one/);
-    assert.match(answer.body.error, /acct1\.db/);
+    // Link device works again: the dead account is set aside and the phone links a new one.
+    const relinkedFrom = statusesOf('out1').length;
+    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    assert.deepEqual(await statusShown('out1', 'connected', relinkedFrom, 'green'), {
+      fill: 'green',
+      shape: 'dot',
+      text: 'connected',
+    });
+    assert.ok(
+      fs.readdirSync(dataDir).some((f) => /^acct1\.db\.unlinked-/.test(f)),
+      fs.readdirSync(dataDir).join(', '),
+    );
+    const sent = nextInput(helper.getNode('sink') as TestNode, (m) => m.payload === 'relinked');
+    (helper.getNode('out1') as TestNode).receive({ payload: 'relinked', to: bob.device.aci });
+    await sent;
+    assert.equal((await bob.waitForMessage()).body, 'relinked');
   });
 
   it('an account with unusable settings shows an error in red on its flow nodes and logs why', async () => {
