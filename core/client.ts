@@ -70,7 +70,7 @@ import {
   type StartRegistrationOptions,
 } from './registration/registrar';
 import type { ChatRequester } from './net/types';
-import { SignalStore } from './store';
+import { SignalStore, type PendingIdentity } from './store';
 import { SyncMessage, type signalservice, type ProvisionMessage } from '../proto';
 import { decryptAttachment } from './crypto/attachment';
 import { parseContactsBlob, storeSyncedContacts } from './directory/contacts-sync';
@@ -742,7 +742,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return {
       unitOfWork: (kind) => store.unitOfWork(kind),
       receivedState: (key) => store.received.state(key),
-      insertReceived: (key, events, guid) => void store.received.insertPending(key, events, guid),
+      insertReceived: (key, events, guid) =>
+        void store.durably(() => store.received.insertPending(key, events, guid)),
       pendingEvents: (key) => store.received.pendingEvents(key),
       markEmitted: (key) => store.received.markEmitted(key),
       listPending: () => store.received.listPending(),
@@ -1009,6 +1010,14 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const store = this.requireStore();
     if (store.identityTrustOf(serviceId) !== 'untrusted-changed') return false;
     return store.approveIdentity(serviceId);
+  }
+
+  /**
+   * The changed identities waiting for approveIdentity (block policy), with the contact's number and
+   * name where known, oldest change first. Reads only; empty under `accept`, where none waits.
+   */
+  pendingIdentities(): PendingIdentity[] {
+    return this.requireStore().pendingIdentities();
   }
 
   // ---------------------------------------------------------------- shutdown

@@ -54,6 +54,16 @@ export interface UnitOfWork extends ProtocolStores {
   discard(): void;
 }
 
+/** A contact's changed identity waiting for approval (trust 'untrusted-changed', block policy). */
+export interface PendingIdentity {
+  serviceId: string;
+  /** From the contacts table, when this service id is a known contact with a number / name. */
+  number?: string;
+  name?: string;
+  /** When the changed key was saved (ms since the epoch). */
+  changedAt: number;
+}
+
 export interface SignalStoreOptions extends OpenOptions {
   identityTrust?: IdentityTrust;
   /** Called when a remote identity key changed (after it was saved). */
@@ -108,6 +118,17 @@ export class SignalStore {
       ),
       approve: this.db.prepare(`UPDATE identities SET trust = 'trusted' WHERE service_id = ?`),
       identityTrust: this.db.prepare('SELECT trust FROM identities WHERE service_id = ?').pluck(),
+      // Two joins, one per id kind, so that each uses the contacts' unique index on aci / pni (a PNI
+      // identity is keyed `PNI:<uuid>`, the contact's pni column holds the bare uuid).
+      pendingIdentities: this.db.prepare(
+        `SELECT i.service_id, COALESCE(i.changed_at, i.first_seen) AS changed_at,
+           COALESCE(a.e164, p.e164) AS e164, COALESCE(a.name, p.name) AS name
+         FROM identities i
+           LEFT JOIN contacts a ON a.aci = i.service_id
+           LEFT JOIN contacts p ON i.service_id LIKE 'PNI:%' AND p.pni = substr(i.service_id, 5)
+         WHERE i.trust = 'untrusted-changed'
+         ORDER BY changed_at, i.service_id`,
+      ),
       lastKeyId: this.db
         .prepare('SELECT last FROM key_ids WHERE our_kind = ? AND kind = ?')
         .pluck(),
@@ -161,6 +182,24 @@ export class SignalStore {
   /** Runs `fn` in one transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
+  }
+
+  /**
+   * Runs `fn` (one transaction, or one statement) so that its commit is on disk before it returns:
+   * for writes the server is told about next. A received message is ACKed (and so deleted from
+   * Signal's queue) right after its log row commits, so that commit must survive a power cut or an
+   * OS crash, not only a crash of this process. The rest of the store stays at synchronous=NORMAL
+   * (WAL): durable across process crashes, one fsync per checkpoint. With WAL, a FULL commit also
+   * syncs every frame before it. Inside an outer transaction the outer commit decides.
+   */
+  durably<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    this.db.pragma('synchronous = FULL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
   }
 
   close(): void {
@@ -233,7 +272,8 @@ export class SignalStore {
   unitOfWork(kind: IdentityKind): UnitOfWork {
     const buffer = new BufferedBackend(this.backend, this.db);
     return Object.assign(this.build(buffer, kind), {
-      commit: (extra?: () => void) => buffer.commit(extra),
+      // A unit of work is a received message's decrypt: the ACK follows its commit (see durably).
+      commit: (extra?: () => void) => this.durably(() => buffer.commit(extra)),
       discard: () => buffer.discard(),
     });
   }
@@ -345,6 +385,22 @@ export class SignalStore {
   /** With the `block` policy: accept the changed identity of `serviceId` so sends resume. */
   approveIdentity(serviceId: string): boolean {
     return this.s.approve.run(serviceId).changes === 1;
+  }
+
+  /** Every changed identity waiting for approval, oldest change first. Reads only. */
+  pendingIdentities(): PendingIdentity[] {
+    const rows = this.s.pendingIdentities.all() as Array<{
+      service_id: string;
+      changed_at: number;
+      e164: string | null;
+      name: string | null;
+    }>;
+    return rows.map((r) => ({
+      serviceId: r.service_id,
+      ...(r.e164 ? { number: r.e164 } : {}),
+      ...(r.name ? { name: r.name } : {}),
+      changedAt: r.changed_at,
+    }));
   }
 
   identityTrustOf(serviceId: string): 'trusted' | 'untrusted-changed' | null {

@@ -268,6 +268,28 @@ describe('store', () => {
     ]);
   });
 
+  it('commits a received message fully synced (FULL) before the ACK, and the rest at NORMAL', () => {
+    const store = track(makeAccount(path.join(dir, 'sync.db')));
+    const level = () => store.db.pragma('synchronous', { simple: true });
+    assert.equal(level(), 1, 'NORMAL outside receive commits');
+    let during: unknown;
+    store.unitOfWork('aci').commit(() => {
+      during = level();
+    });
+    assert.equal(during, 2, 'a unit of work (a decrypt) commits at FULL');
+    assert.equal(level(), 1);
+    assert.equal(
+      store.durably(() => level()),
+      2,
+    );
+    // Inside an outer transaction the level cannot change; the outer commit decides.
+    assert.equal(
+      store.transaction(() => store.durably(() => level())),
+      1,
+    );
+    assert.equal(level(), 1);
+  });
+
   it('never hands out a prekey id again once its key was consumed or pruned', () => {
     const store = track(makeAccount(path.join(dir, 'ids.db')));
     const first = store.nextKeyIds('aci');
