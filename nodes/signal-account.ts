@@ -19,6 +19,7 @@ import { regionOf, type AccountNode } from './lib/account';
 import type { Node, RED, RedRequest, RedResponse } from './lib/red';
 import { statusFor } from './lib/status';
 import { guardRegistry, sendError, stringField } from './lib/registration';
+import { serviceIdOf } from './lib/identity';
 import { RegistrationError } from '../core/registration';
 
 interface AccountConfig {
@@ -326,14 +327,88 @@ export = function register(RED: RED): void {
         res.json({
           linked: Boolean(a),
           connected: client?.state === 'connected',
+          // `linked` says an account is stored; `state` says whether Signal still takes it
+          // ('unlinked' once its credentials are rejected). 'error': the settings are unusable.
+          state: client ? client.state : 'error',
           ...(a ? { number: a.number, aci: a.aci, pni: a.pni, deviceId: a.deviceId } : {}),
         });
         return;
       }
-      if (!fs.existsSync(file)) return res.json({ linked: false, connected: false });
-      res.json({ linked: true, connected: false });
+      // Not deployed: no client runs for it, so it is idle whether or not it has an account file.
+      if (!fs.existsSync(file)) return res.json({ linked: false, connected: false, state: 'idle' });
+      res.json({ linked: true, connected: false, state: 'idle' });
     })();
   });
+
+  // ------------------------------------------------------------------ changed safety numbers
+  //
+  // With the `block` identity policy, sends to a contact whose safety number changed fail with
+  // IDENTITY_CHANGED until the new identity is approved. These routes list and approve them; they
+  // need the deployed node's client (the identities are its store's), so an undeployed id is 404.
+
+  /** The deployed node's client, or null after answering 404 (400 for a malformed id). */
+  const identityClient = async (
+    req: RedRequest,
+    res: RedResponse,
+  ): Promise<SignalClient | null> => {
+    const id = req.params.id ?? '';
+    dataFileFor(id);
+    const node = deployed(id);
+    const client = node ? await node.client().catch(() => null) : null;
+    if (!client) {
+      res.status(404).json({
+        error: {
+          code: 'NOT_LINKED',
+          message: node
+            ? `The Signal account ${id} could not start (its settings are unusable): fix them and deploy`
+            : `No Signal account ${id} is deployed: deploy it first`,
+        },
+      });
+    }
+    return client;
+  };
+
+  RED.httpAdmin.get('/signal-account/:id/identities', read, (req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      try {
+        const client = await identityClient(req, res);
+        if (!client) return;
+        // Before linking there is no store of identities, so nothing waits.
+        res.json({ pending: client.account ? client.pendingIdentities() : [] });
+      } catch (e) {
+        sendError(res, e);
+      }
+    })();
+  });
+
+  RED.httpAdmin.post(
+    '/signal-account/:id/identities/approve',
+    write,
+    (req: RedRequest, res: RedResponse) => {
+      void (async () => {
+        try {
+          const serviceId = serviceIdOf(bodyOf(req).serviceId);
+          const client = await identityClient(req, res);
+          if (!client) return;
+          if (!client.account || !client.approveIdentity(serviceId)) {
+            res.status(404).json({
+              error: {
+                code: 'INVALID_INPUT',
+                message: `No changed safety number of ${serviceId} waits for approval: there is nothing to approve`,
+              },
+            });
+            return;
+          }
+          RED.log.info(
+            `[signal-account:${req.params.id}] approved the new safety number of ${serviceId}`,
+          );
+          res.json({ approved: true, serviceId });
+        } catch (e) {
+          sendError(res, e);
+        }
+      })();
+    },
+  );
 
   // ------------------------------------------------------------------ registration routes
   //

@@ -7,6 +7,7 @@ import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
 import type { Node, NodeMessage, RED } from './lib/red';
 import { recipientsOf, textOf, type SendOutcome } from './lib/msg';
 import { codeOf, fail } from './lib/status';
+import { serviceIdOf } from './lib/identity';
 
 interface OutConfig {
   id: string;
@@ -30,6 +31,26 @@ export = function register(RED: RED): void {
       (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
         void (async () => {
           if (!account) return fail(node, new SignalError('NOT_LINKED', NO_ACCOUNT), msg, done);
+          // A flow approves a changed safety number here, where it already names a contact and an
+          // account, rather than through a node of its own or an input on signal-in: signal-in
+          // only reports, and a property no received msg carries (signal-in never sets it) means
+          // that a message from a contact cannot approve anything unless a flow copies it there.
+          if (msg.approveIdentity !== undefined) {
+            try {
+              const serviceId = serviceIdOf(msg.approveIdentity, 'msg.approveIdentity');
+              const approved = (await linkedClient(account)).approveIdentity(serviceId);
+              msg.signal = { approved, serviceId };
+              node.status({
+                fill: 'green',
+                shape: 'dot',
+                text: approved ? 'approved' : 'nothing to approve',
+              });
+              send(msg);
+              return done();
+            } catch (e) {
+              return fail(node, e, msg, done);
+            }
+          }
           let text: string;
           let recipients: string[];
           let client;

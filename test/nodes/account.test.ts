@@ -1,7 +1,8 @@
 /**
  * signal-account as its flow nodes see it: the status it pushes as the connection changes
  * (connected, reconnecting, not linked, error), listeners detached when flow nodes close, a quick
- * close, the default region, and what Link device answers once the phone removed this device.
+ * close, the default region, and what Link device answers once the phone removed this device
+ * (and the status route's `state` meanwhile).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -109,6 +110,8 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       });
     }
     await statusShown('in1', 'connected', before + 1);
+    const status = (await helper.request().get('/signal-account/acct1/status').expect(200)).body;
+    assert.deepEqual([status.linked, status.connected, status.state], [true, true, 'connected']);
   });
 
   it('an account the phone removed shows "not linked" in red, and Link device links it again in place', async () => {
@@ -132,6 +135,11 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       text: 'not linked',
     });
     assert.equal(client.state, 'unlinked');
+    // The status route still says linked (an account is stored) but its state says Signal refuses it.
+    const status = (await helper.request().get('/signal-account/acct1/status').expect(200)).body;
+    assert.equal(status.linked, true);
+    assert.equal(status.connected, false);
+    assert.equal(status.state, 'unlinked');
     // Link device works again: the dead account is set aside and the phone links a new one.
     const relinkedFrom = statusesOf('out1').length;
     await linkThroughAdminRoutes(sandbox, 'acct1', alice);
