@@ -2,9 +2,10 @@
  * `npm start`: Node-RED with this package against an embedded Signal sandbox. Signal's own mock
  * server runs on 127.0.0.1 with a simulated phone (it approves any link request made in the
  * editor, for the preset account or a new one) and two contacts that answer every message with
- * "echo: <text>". Node-RED (the dev dependency) runs on http://127.0.0.1:1880 with a project-local
- * user dir (.sandbox/) and the example flows deployed against a preset account. No phone, no
- * network. The pieces are exported for test/nodes/examples.test.ts; main() runs only as a script.
+ * "echo: <text>". Node-RED (the dev dependency) runs on http://127.0.0.1:1880 (SIGFLOW_PORT) with a
+ * project-local user dir (.sandbox/, or SIGFLOW_SANDBOX_DIR) and the example flows deployed against
+ * a preset account. No phone, no network. The pieces are exported for test/nodes/examples.test.ts;
+ * main() runs only as a script (test/harness/start.test.ts runs it end to end).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,9 +17,6 @@ import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './s
 const root = [path.resolve(__dirname, '..', '..'), path.resolve(__dirname, '..', '..', '..')].find(
   (d) => fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'examples')),
 ) as string;
-const work = path.join(root, '.sandbox');
-const userDir = path.join(work, 'node-red');
-const port = Number(process.env.SIGFLOW_PORT ?? 1880);
 export const ACCOUNT_ID = 'a1c0ffee00000001';
 
 function getJson(url: string): Promise<{ state?: string; url?: string }> {
@@ -70,6 +68,28 @@ export function sandboxFlows(sandbox: Sandbox, contacts: PrimaryDevice[]): unkno
       if (node.type === 'inject' && node.payloadType === 'json')
         node.payload = JSON.stringify(contacts.map((c) => c.device.number));
       flows.push(node);
+      // What signal-in receives (Bob's "echo: …") shows in the debug sidebar: the examples wire
+      // signal-in straight to a reply, which the sidebar would not show.
+      if (node.type === 'signal-in') {
+        const debug = `d${String(node.id).slice(1)}`;
+        const wires = (node.wires as string[][] | undefined) ?? [[]];
+        node.wires = [[...(wires[0] ?? []), debug], ...wires.slice(1)];
+        flows.push({
+          id: debug,
+          type: 'debug',
+          z: tab,
+          name: 'received',
+          active: true,
+          tosidebar: true,
+          console: false,
+          tostatus: false,
+          complete: 'payload',
+          targetType: 'msg',
+          x: Number(node.x ?? 140) + 170,
+          y: Number(node.y ?? 100) + 60,
+          wires: [],
+        });
+      }
     }
   }
   flows.push({
@@ -153,7 +173,11 @@ export function approveLinkRequests(opts: {
         opts.log?.(`[sandbox] link failed: ${e instanceof Error ? e.message : String(e)}`),
       );
     }
-  })();
+  })().catch((e: unknown) => {
+    // The sandbox closing under a pending waitForProvision() ends the loop; that is no error.
+    if (!stopped)
+      opts.log?.(`[sandbox] link approvals stopped: ${e instanceof Error ? e.message : String(e)}`);
+  });
   return {
     requested: (id) => {
       const i = pending.indexOf(id);
@@ -166,13 +190,56 @@ export function approveLinkRequests(opts: {
   };
 }
 
+/** The sandbox's folder: SIGFLOW_SANDBOX_DIR, else .sandbox/ in the project. */
+function sandboxDir(): string {
+  return path.resolve(process.env.SIGFLOW_SANDBOX_DIR || path.join(root, '.sandbox'));
+}
+
+/** The editor's port: SIGFLOW_PORT, else 1880. */
+function sandboxPort(): number {
+  const raw = process.env.SIGFLOW_PORT || '1880';
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535)
+    throw new Error(`SIGFLOW_PORT must be a port number (1-65535), not "${raw}"`);
+  return port;
+}
+
+/**
+ * The sandbox's settings.js: the settings as JSON plus the link-request middleware, a function
+ * that JSON cannot carry, which reports each link request over the IPC channel (process.send) to the
+ * simulated phone. Spliced in by position: as a String.replace replacement the middleware's `$'`
+ * (end of its RegExp) would be read as "the text after the match" and break the file.
+ */
+export function sandboxSettingsSource(settings: Record<string, unknown>): string {
+  const json = JSON.stringify(settings, null, 2);
+  const middleware = `(${LINK_REQUEST_MIDDLEWARE})(function (m) { if (process.send) process.send(m); })`;
+  return `module.exports = ${json.slice(0, json.lastIndexOf('}')).trimEnd()},\n  "httpAdminMiddleware": ${middleware}\n};\n`;
+}
+
+/** The HTTP status of GET url, or 0 when nothing answers. */
+function statusOf(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.setTimeout(2000, () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
 async function main(): Promise<void> {
+  const work = sandboxDir();
+  const port = sandboxPort();
+  const userDir = path.join(work, 'node-red');
+  const dataDir = path.join(work, 'signal');
   const sandbox = await startSandbox();
   const bob = await sandbox.createPrimary({ profileName: 'Bob' });
   const carol = await sandbox.createPrimary({ profileName: 'Carol' });
   const phone = await sandbox.createPrimary({ profileName: 'My phone', contacts: [bob, carol] });
 
-  // Contacts answer each message, except echoes (so two echo bots never loop).
+  // Contacts answer each message, except echoes (so two echo bots never loop). The loop ends when
+  // the sandbox closes under a pending wait.
   for (const contact of [bob, carol]) {
     void (async () => {
       for (;;) {
@@ -180,17 +247,20 @@ async function main(): Promise<void> {
         if (!m.body.startsWith('echo:'))
           await contact.sendText(m.source, `echo: ${m.body}`).catch(() => undefined);
       }
-    })();
+    })().catch(() => undefined);
   }
 
-  fs.rmSync(work, { recursive: true, force: true });
+  // A fresh start each time, clearing only what the sandbox writes: SIGFLOW_SANDBOX_DIR may name a
+  // folder that holds other things.
+  for (const dir of [userDir, dataDir]) fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(userDir, { recursive: true, mode: 0o700 });
   fs.writeFileSync(
     path.join(userDir, 'flows.json'),
     JSON.stringify(sandboxFlows(sandbox, [bob, carol]), null, 2),
   );
-  const settings = JSON.stringify(
-    {
+  fs.writeFileSync(
+    path.join(userDir, 'settings.js'),
+    sandboxSettingsSource({
       uiHost: '127.0.0.1',
       uiPort: port,
       flowFile: 'flows.json',
@@ -198,30 +268,21 @@ async function main(): Promise<void> {
       // The project folder, loaded as the package its package.json describes (→ dist/nodes): loose
       // node files in a nodesDir count as core files and get no locale catalog (raw i18n keys).
       nodesDir: [root],
-      signalAccountDataDir: path.join(work, 'signal'),
-      editorTheme: { tours: false },
+      signalAccountDataDir: dataDir,
+      // No tour, no palette catalogue, no update check: the sandbox reaches for no network.
+      editorTheme: { tours: false, palette: { catalogues: [] } },
+      telemetry: { enabled: false, updateNotification: false },
       logging: { console: { level: 'info' } },
-    },
-    null,
-    2,
-  );
-  // Node-RED reports each link request over the IPC channel (process.send) to the simulated phone.
-  fs.writeFileSync(
-    path.join(userDir, 'settings.js'),
-    `module.exports = ${settings.replace(
-      /\n}$/,
-      `,\n  "httpAdminMiddleware": (${LINK_REQUEST_MIDDLEWARE})(function (m) { if (process.send) process.send(m); })\n}`,
-    )};\n`,
+    }),
   );
 
   const bin = require.resolve('node-red/red.js');
   const red: ChildProcess = spawn(
     process.execPath,
     [bin, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')],
-    {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    },
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
   );
+  const redExited = new Promise<number | null>((resolve) => red.once('exit', (c) => resolve(c)));
 
   // The simulated phone approves every link request made in the editor, for any account.
   const approver = approveLinkRequests({
@@ -235,14 +296,52 @@ async function main(): Promise<void> {
     if (typeof m?.linkRequested === 'string') approver.requested(m.linkRequested);
   });
 
+  // Ctrl-C reaches this process twice (from the terminal, and forwarded by scripts/start.js) and
+  // Node-RED too: one stop, which waits for Node-RED (killed after 10 s) before closing the mock
+  // server, so nothing is left running.
+  let stopping: Promise<void> | undefined;
+  const stop = (code: number): void => {
+    stopping ??= (async () => {
+      approver.stop();
+      if (red.exitCode === null && red.signalCode === null) {
+        red.kill('SIGINT');
+        const killer = setTimeout(() => red.kill('SIGKILL'), 10_000);
+        await redExited;
+        clearTimeout(killer);
+      }
+      await sandbox
+        .close()
+        .catch((e: unknown) => console.error(e instanceof Error ? e.message : String(e)));
+      process.exit(code);
+    })();
+  };
+  process.on('SIGINT', () => stop(0));
+  process.on('SIGTERM', () => stop(0));
+  void redExited.then((code) => {
+    if (!stopping) console.log(`Node-RED exited (${String(code)})`);
+    stop(code ?? 1);
+  });
+
+  // What to open, once the editor answers (not before a Node-RED that fails to start).
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; !stopping && (await statusOf(`${url}/`)) !== 200; i++) {
+    if (i >= 240) {
+      console.error(`Node-RED did not answer on ${url} within 60 s`);
+      return stop(1);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  if (stopping) return;
   console.log(`
   Signal sandbox: Signal's mock server on ${sandbox.url}
-  Node-RED:       http://127.0.0.1:${port}
+  Node-RED:       ${url}   (SIGFLOW_PORT=<port> for another port)
+  Sandbox folder: ${work}   (SIGFLOW_SANDBOX_DIR=<folder> for another; cleared at each start)
 
-  1. Open http://127.0.0.1:${port} and double-click the "Sandbox phone" Signal account (or any Signal node).
+  1. Open ${url} and double-click the "Sandbox phone" Signal account (or any Signal node).
   2. Click "Link device": a QR code appears; the simulated phone approves it within a second.
   3. On the "Send an alert" tab, click the inject node: Bob (${String(bob.device.number)}) gets the alert and
-     answers "echo: …"; the "Echo bot" tab answers him back. Watch the debug sidebar.
+     answers "echo: …", which the "Echo bot" tab's "received" debug node shows in the debug sidebar
+     (and answers him back).
   4. On the "Look up numbers" tab, click the inject node: the debug sidebar shows Bob
      (${String(bob.device.number)}) and Carol (${String(carol.device.number)}), the phone's contacts, as
      registered on Signal. (The sandbox has no contact discovery: only the phone's contacts can be
@@ -250,24 +349,11 @@ async function main(): Promise<void> {
   A new Signal account node links the same way: the simulated phone approves any link request.
   Ctrl-C stops everything. Real use: set the account's server to "production".
 `);
-
-  const stop = async () => {
-    approver.stop();
-    red.kill('SIGINT');
-    await sandbox.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop());
-  process.once('SIGTERM', () => void stop());
-  red.once('exit', (code) => {
-    console.log(`Node-RED exited (${String(code)})`);
-    void sandbox.close().then(() => process.exit(code ?? 0));
-  });
 }
 
 if (require.main === module) {
   main().catch((e: unknown) => {
-    console.error('sandbox failed to start:', e);
+    console.error('sandbox failed to start:', e instanceof Error ? e.message : e);
     process.exit(1);
   });
 }
