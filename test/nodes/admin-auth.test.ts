@@ -1,6 +1,6 @@
 /**
  * The signal-account admin routes under Node-RED's adminAuth (DESIGN.md: reads need
- * `signal-account.read`, linking and cancelling need `signal-account.write`). The test helper stubs
+ * `signal-account.read`, linking, cancelling and approving an identity need `signal-account.write`). The test helper stubs
  * the permission check out, so this runs a real Node-RED with adminAuth configured: users logged in
  * through /auth/token, and API tokens given by adminAuth.tokens. Node-RED answers 401 both to a
  * request without credentials and to a user without the permission.
@@ -11,9 +11,15 @@ import { startNodeRed, type NodeRedProcess } from '../harness/node-red';
 import { startSandbox, type Sandbox } from '../harness/sandbox';
 import { accountConfig } from './support';
 
-type Route = 'GET link' | 'GET status' | 'POST link' | 'DELETE link';
-const READS: Route[] = ['GET link', 'GET status'];
-const WRITES: Route[] = ['POST link', 'DELETE link'];
+type Route =
+  | 'GET link'
+  | 'GET status'
+  | 'GET identities'
+  | 'POST link'
+  | 'DELETE link'
+  | 'POST identities/approve';
+const READS: Route[] = ['GET link', 'GET status', 'GET identities'];
+const WRITES: Route[] = ['POST link', 'DELETE link', 'POST identities/approve'];
 const ALL: Route[] = [...READS, ...WRITES];
 
 describe('nodes: admin routes under adminAuth (real Node-RED process)', function () {
@@ -43,7 +49,15 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
       [tokens.flowsOnly]: { username: 'flows-only', permissions: ['flows.read', 'flows.write'] },
     };
     red = await startNodeRed({
-      flows: [{ id: 'tab1', type: 'tab', label: 'Flow 1' }, accountConfig(sandbox, 'acct1')],
+      // acct1 is not started (no flow node uses it, and its name equals its id, which Node-RED takes
+      // for a reference to itself): the link routes run on a client of their own. The identity
+      // routes need a running account, so they go to acct2, used by a flow node.
+      flows: [
+        { id: 'tab1', type: 'tab', label: 'Flow 1' },
+        accountConfig(sandbox, 'acct1'),
+        accountConfig(sandbox, 'acct2', 'Deployed account'),
+        { id: 'in2', type: 'signal-in', z: 'tab1', account: 'acct2', wires: [] },
+      ],
       settingsSource: `adminAuth: {
         type: 'credentials',
         users: function (username) {
@@ -87,24 +101,29 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
   async function call(
     route: Route,
     token?: string,
-  ): Promise<{ status: number; body: { state?: string; linked?: boolean } }> {
+  ): Promise<{
+    status: number;
+    body: { state?: string; linked?: boolean; pending?: unknown[]; error?: { message?: string } };
+  }> {
     const [method, what] = route.split(' ') as [string, string];
-    const res = await fetch(`${red.url}/signal-account/acct1/${what}`, {
+    // Approving names a contact; linking sends the server settings.
+    const body =
+      what === 'identities/approve'
+        ? { serviceId: crypto.randomUUID() }
+        : {
+            server: 'custom',
+            serviceUrl: sandbox.url,
+            caCert: sandbox.caCert,
+            trustRoots: sandbox.trustRoot,
+          };
+    const account = what.startsWith('identities') ? 'acct2' : 'acct1';
+    const res = await fetch(`${red.url}/signal-account/${account}/${what}`, {
       method,
       headers: {
         ...(token ? { authorization: `Bearer ${token}` } : {}),
         ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
       },
-      ...(method === 'POST'
-        ? {
-            body: JSON.stringify({
-              server: 'custom',
-              serviceUrl: sandbox.url,
-              caCert: sandbox.caCert,
-              trustRoots: sandbox.trustRoot,
-            }),
-          }
-        : {}),
+      ...(method === 'POST' ? { body: JSON.stringify(body) } : {}),
     });
     const text = await res.text();
     // A refusal comes from Node-RED's guard as plain text ("Unauthorized"); the routes answer JSON.
@@ -132,6 +151,14 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
     const status = await call('GET status', token);
     assert.equal(status.status, 200, `GET status by ${who}`);
     assert.equal(status.body.linked, false);
+    assert.equal(status.body.state, 'idle');
+    const identities = await call('GET identities', token);
+    assert.equal(
+      identities.status,
+      200,
+      `GET identities by ${who}: ${JSON.stringify(identities.body)}`,
+    );
+    assert.deepEqual(identities.body, { pending: [] });
   }
 
   /** Writes are let through: a link starts (202 waiting), and is cancelled (200). */
@@ -142,6 +169,10 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
     const cancelled = await call('DELETE link', token);
     assert.equal(cancelled.status, 200, `DELETE link by ${who}`);
     assert.equal(cancelled.body.state, 'cancelled');
+    // Let through to the route, which finds nothing waiting for that contact.
+    const approved = await call('POST identities/approve', token);
+    assert.equal(approved.status, 404, `POST identities/approve by ${who}`);
+    assert.match(String(approved.body.error?.message), /nothing to approve/);
   }
 
   it('refuses every route to a request without credentials or with an unknown token (401)', async () => {
@@ -149,7 +180,7 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
     await expectRefused(ALL, crypto.randomBytes(16).toString('hex'), 'an unknown token');
   });
 
-  it('a read-only user reads the link state and status, but cannot start or cancel a link', async () => {
+  it('a read-only user reads the link state, status and pending identities, but cannot start or cancel a link or approve an identity', async () => {
     await expectReads(bearer.reader, 'reader');
     await expectRefused(WRITES, bearer.reader, 'reader');
     // A link in progress (started by the admin) is not cancelled by the reader either.
