@@ -117,6 +117,8 @@ export interface SignalClientEvents {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ONE_TIME_KEYS = 100;
+/** How long lookups right after linking wait for the phone's contacts before going on without. */
+const CONTACTS_WAIT_MS = 10_000;
 
 /** A recipient as the engine addresses it: an ACI, `PNI:<uuid>`, or (to be resolved) a number. */
 export function classifyRecipient(to: string): { serviceId: string } | { number: string } {
@@ -143,6 +145,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private holdMaintenance = false;
   private directoryValue: Directory | null = null;
   private registrarValue: Registrar | null = null;
+  /** From the contacts request after linking until the phone answers (bounded): see lookup(). */
+  private contactsArrival: { done: Promise<void>; settle: () => void } | null = null;
   private readonly now: () => number;
 
   private constructor(
@@ -898,6 +902,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.requireStore();
     if (!this.sender) throw new NotLinkedError('Not connected: call connect() first');
     const recipient = this.recipientForm(to);
+    if (recipient.startsWith('+')) await this.contactsArrival?.done;
     const serviceId = await resolveRecipient(this.directory(), recipient);
     try {
       return await this.sender.sendText(serviceId, text);
@@ -922,6 +927,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       throw new InvalidInputError('lookup() takes an array of phone numbers');
     const normalized = numbers.map((n) => normalizeNumber(n, this.options.defaultRegion));
     this.requireStore();
+    await this.contactsArrival?.done;
     return this.directory().lookup(normalized, opts);
   }
 
@@ -968,12 +974,33 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     const store = this.requireStore();
     if (!this.sender) throw new NotLinkedError('Not connected: call connect() first');
     const self = store.requireAccount().aci;
+    if (types.includes(SyncMessage.Request.Type.CONTACTS)) this.awaitContacts();
     for (const type of types) {
       await this.sender.sendContent(self, syncRequest(type), this.sender.nextTimestamp(), {
         urgent: false,
         sealed: false,
       });
     }
+  }
+
+  /**
+   * Numbers sent to or looked up right after linking would otherwise race the phone's contacts
+   * (a second or so on the mock; on a custom server they are the only way to resolve a number):
+   * until they arrive, or CONTACTS_WAIT_MS pass, or the client closes, lookups wait for them.
+   */
+  private awaitContacts(): void {
+    if (this.contactsArrival) return;
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    const timer = setTimeout(() => finish(), CONTACTS_WAIT_MS);
+    const finish = () => {
+      clearTimeout(timer);
+      this.off('contacts-synced', finish);
+      if (this.contactsArrival?.done === done) this.contactsArrival = null;
+      settle();
+    };
+    this.once('contacts-synced', finish);
+    this.contactsArrival = { done, settle: finish };
   }
 
   /** Downloads, verifies and stores a contacts blob our primary sent (§7). Returns how many. */
@@ -1068,6 +1095,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.contactsArrival?.settle();
     this.linkAbort?.abort();
     await this.registrarValue?.close();
     this.prekeys?.stop();

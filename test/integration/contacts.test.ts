@@ -56,6 +56,34 @@ describe('integration: contacts sync and sending to a phone number', function ()
   });
 });
 
+describe('integration: sending to a number right after linking', function () {
+  this.timeout(60_000);
+  let sandbox: Sandbox;
+  beforeEach(async () => {
+    sandbox = await startSandbox();
+  });
+  afterEach(async () => {
+    await sandbox.close();
+  });
+
+  it('waits for the phone’s contacts instead of failing CDSI_UNAVAILABLE', async () => {
+    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
+    const { client } = await linkClient(sandbox, alice);
+    const bobNumber = String(bob.device.number);
+    // No waiting here: the contacts sync was only requested when link() resolved.
+    assert.equal(client.storeForTesting?.contacts.findByNumber(bobNumber), undefined);
+    const sent = await withTimeout(client.send(bobNumber, 'at once'), 15_000, 'send');
+    assert.equal(sent.serviceId, bob.device.aci);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'at once');
+    // Once they arrived, nothing waits: a number nobody synced fails at once, as before.
+    const start = Date.now();
+    await assert.rejects(client.lookup(['+15550009999']), { code: 'CDSI_UNAVAILABLE' });
+    assert.ok(Date.now() - start < 5_000);
+    await client.close();
+  });
+});
+
 describe('integration: lookup through contact discovery', function () {
   this.timeout(60_000);
   let sandbox: Sandbox;
