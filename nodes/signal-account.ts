@@ -41,6 +41,8 @@ interface LinkSession {
   account?: { number?: string; aci: string; deviceId: number };
   error?: string;
   abort: AbortController;
+  /** Settles once the link attempt has ended and its client is free for another. */
+  ended?: Promise<void>;
 }
 
 function environmentOf(c: AccountConfig): EnvironmentOptions {
@@ -192,8 +194,11 @@ export = function register(RED: RED): void {
         res.status(400).json({ error: e instanceof Error ? e.message : String(e) });
         return;
       }
+      // A new Link click replaces an attempt still waiting; the client takes one link at a time, so
+      // the old attempt must have ended (its cancel lands a moment after the abort) before the next.
       const previous = sessions.get(id);
       if (previous?.state === 'waiting') previous.abort.abort();
+      await previous?.ended;
       const node = deployed(id);
       let client: SignalClient;
       let temporary = false;
@@ -239,7 +244,7 @@ export = function register(RED: RED): void {
       }
       const session: LinkSession = { state: 'waiting', abort: new AbortController() };
       sessions.set(id, session);
-      client
+      session.ended = client
         .link({
           signal: session.abort.signal,
           onUrl: (url) => {
@@ -277,12 +282,17 @@ export = function register(RED: RED): void {
             session.error = e instanceof Error ? e.message : String(e);
           },
         )
-        .finally(() => {
+        .finally(async () => {
           delete session.url;
           delete session.qr;
           // A client opened just for linking is closed; the deployed node opens the file itself.
-          if (temporary) void client.close();
-        });
+          if (temporary) await client.close();
+        })
+        .catch((e: unknown) =>
+          RED.log.warn(
+            `[signal-account:${id}] closing the linking client failed: ${e instanceof Error ? e.message : String(e)}`,
+          ),
+        );
       res.status(202).json(publicSession(session));
     })();
   });

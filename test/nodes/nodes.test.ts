@@ -188,6 +188,23 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     assert.equal(status.number, alice.device.number);
   }
 
+  it('Link device again right after a cancel waits for a new scan (not failed) and links', async () => {
+    await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
+    const body = {
+      server: 'custom',
+      serviceUrl: sandbox.url,
+      caCert: sandbox.caCert,
+      trustRoots: sandbox.trustRoot,
+    };
+    await helper.request().post('/signal-account/acct1/link').send(body).expect(202);
+    await helper.request().delete('/signal-account/acct1/link').expect(200);
+    // At once, before the cancelled attempt has wound down inside the deployed node's client.
+    const again = await helper.request().post('/signal-account/acct1/link').send(body).expect(202);
+    assert.equal(again.body.state, 'waiting');
+    await helper.request().delete('/signal-account/acct1/link').expect(200);
+    await linkThroughAdminRoutes();
+  });
+
   it('links through the admin routes, then sends, receives, echoes and looks up', async () => {
     await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     await linkThroughAdminRoutes();
@@ -343,6 +360,6 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
       .expect(400);
     assert.match(badCustom.body.error, /https/);
     const status = await helper.request().get('/signal-account/acct1/status').expect(200);
-    assert.deepEqual(status.body, { linked: false, connected: false });
+    assert.deepEqual(status.body, { linked: false, connected: false, state: 'idle' });
   });
 });
