@@ -124,7 +124,12 @@ export interface SenderOptions {
   maxDeviceRetries?: number;
   /** How many times to wait out a 413/429 before failing with RATE_LIMITED. */
   maxRateLimitRetries?: number;
-  /** How many times a send whose connection dropped before the answer goes again. Default 3. */
+  /**
+   * A send whose connection dropped before the answer goes again, with the same ciphertexts, for as
+   * long as this window lasts from its first attempt (default 60 s) and at most maxNetworkRetries
+   * times (default 20). Each attempt first waits for the connection to be back.
+   */
+  networkRetryWindowMs?: number;
   maxNetworkRetries?: number;
   /** Longest Retry-After the sender waits by itself; longer waits fail at once with RATE_LIMITED. */
   maxRateLimitWaitSeconds?: number;
@@ -285,13 +290,16 @@ export class Sender {
     body: Parameters<SenderApi['sendMessages']>[1],
     accessKey: Uint8Array | undefined,
   ): Promise<void> {
-    const max = this.opts.maxNetworkRetries ?? 3;
+    // Bounded by time rather than by a small count: on a flaky link several drops can come one after
+    // another, and each retry is safe (the same ciphertexts; a repeat is dropped by the recipient).
+    const max = this.opts.maxNetworkRetries ?? 20;
+    const until = this.now() + (this.opts.networkRetryWindowMs ?? 60_000);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.opts.api.sendMessages(serviceId, body, accessKey);
         return;
       } catch (e) {
-        if (!(e instanceof NetworkError) || attempt >= max) throw e;
+        if (!(e instanceof NetworkError) || attempt >= max || this.now() > until) throw e;
         this.opts.logger.info(`sender: connection lost during a send; sending it again`);
       }
     }

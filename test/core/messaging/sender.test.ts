@@ -9,7 +9,7 @@ import {
   UnidentifiedAccessRejected,
   WireType,
 } from '../../../core/messaging/sender';
-import { NotOnSignalError, RateLimitedError } from '../../../core/errors';
+import { NetworkError, NotOnSignalError, RateLimitedError } from '../../../core/errors';
 import { tempDir } from '../store/helpers';
 import { makePair, type Pair } from './fake-api';
 
@@ -44,6 +44,39 @@ describe('messaging: sender recovery paths', () => {
     const last = toBob[1]?.messages[0];
     assert.ok(last);
     assert.equal((await pair.decrypt(last)).dataMessage?.body, 'hi');
+  });
+
+  it('a PUT whose connection keeps dropping goes again, same ciphertexts, until it is answered', async () => {
+    pair = makePair(dir);
+    // Eight drops in a row before the answer: more than a fixed handful of retries would allow.
+    pair.api.putScript = Array.from({ length: 8 }, () => new NetworkError('dropped'));
+    const result = await pair.sender.sendText(pair.bobAci, 'hi');
+    assert.deepEqual(result.devices, [1]);
+    const toBob = pair.api.puts.filter((p) => p.serviceId === pair.bobAci);
+    assert.equal(toBob.length, 9);
+    const first = toBob[0]?.messages[0]?.content;
+    assert.ok(
+      toBob.every((p) => p.messages[0]?.content === first),
+      'never re-encrypted',
+    );
+  });
+
+  it('gives up on a dropping connection once its retry window has passed', async () => {
+    pair = makePair(dir);
+    const p = pair;
+    p.api.putScript = Array.from({ length: 50 }, () => new NetworkError('dropped'));
+    const put = p.api.sendMessages.bind(p.api);
+    // Each attempt costs ten seconds (waiting for the connection, then the drop).
+    p.api.sendMessages = async (...args) => {
+      p.clock.now += 10_000;
+      return put(...args);
+    };
+    await assert.rejects(
+      p.sender.sendText(p.bobAci, 'hi'),
+      (e: unknown) => e instanceof NetworkError,
+    );
+    // 60 s of window at 10 s an attempt: the first attempt and six more, not 20.
+    assert.equal(p.api.puts.length, 7);
   });
 
   it('fails RATE_LIMITED with retryAfterSeconds once its retries are spent', async () => {
