@@ -6,7 +6,9 @@ import { SignalClient } from '../../core/client';
 import { CancelledError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 
-const root = path.join(__dirname, '..', '..');
+// From source this file is test/core/; built, it is dist/test/core/ and the package root one more up.
+const built = __filename.endsWith('.js');
+const root = path.join(__dirname, '..', '..', ...(built ? ['..'] : []));
 
 function tempDataFile(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-client-')), 'account.db');
@@ -26,10 +28,13 @@ describe('engine entry point', () => {
     };
     assert.equal(pkg.main, 'dist/core/index.js');
     assert.equal(pkg.types, 'dist/core/index.d.ts');
-    // The source the build compiles to `main` (tsconfig: rootDir ".", outDir "dist").
-    const source = path.join(root, pkg.main.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
-    assert.ok(fs.existsSync(source), source);
-    const engine = require(source) as Record<string, unknown>;
+    // Built: `main` itself. From source: what the build compiles to `main` (rootDir ".", outDir
+    // "dist"), so that SignalClient below is the same class either way.
+    const entry = built
+      ? path.join(root, pkg.main)
+      : path.join(root, pkg.main.replace(/^dist\//, '').replace(/\.js$/, '.ts'));
+    assert.ok(fs.existsSync(entry), entry);
+    const engine = require(entry) as Record<string, unknown>;
     assert.equal(engine.SignalClient, SignalClient);
     for (const name of [
       'SignalError',
