@@ -76,7 +76,7 @@ class Peer {
   }
 }
 
-/** `BENCH_PROFILE=dir`: a CPU profile of a phase, for finding where the time goes. */
+/** `BENCH_PROFILE=dir`: CPU profiles of the receive and send phases, for finding where time goes. */
 async function startProfile(): Promise<((name: string) => Promise<void>) | null> {
   const dir = process.env.BENCH_PROFILE;
   if (!dir) return null;
@@ -229,9 +229,12 @@ async function main(): Promise<void> {
     // The peer's CPU is read after the messages are queued (their encryption is not the receive's
     // cost) and once all are emitted: what the mock server spends delivering them and taking ACKs.
     let peerRxStart = 0;
+    let rxProfiler: Awaited<ReturnType<typeof startProfile>> = null;
     const rx = await timedReceive(b, 'bob', RECEIVE, undefined, async () => {
       peerRxStart = await peer.call<number>({ cmd: 'cpu' });
+      rxProfiler = await startProfile();
     });
+    await (rxProfiler as Awaited<ReturnType<typeof startProfile>>)?.('receive');
     const peerRxMs = (await peer.call<number>({ cmd: 'cpu' })) - peerRxStart;
     client = rx.client;
     results.receive_msgs_per_s = Math.round(RECEIVE / (rx.ms / 1000));

@@ -746,8 +746,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return {
       unitOfWork: (kind) => store.unitOfWork(kind),
       receivedState: (key) => store.received.state(key),
-      insertReceived: (key, events, guid) =>
-        void store.durably(() => store.received.insertPending(key, events, guid)),
+      insertReceived: (key, events, guid) => void store.received.insertPending(key, events, guid),
+      sync: () => store.sync(),
       pendingEvents: (key) => store.received.pendingEvents(key),
       markEmitted: (key) => store.received.markEmitted(key),
       listPending: () => store.received.listPending(),

@@ -74,7 +74,16 @@ export interface ReceiverStorePort {
    * the transaction of the message's log row; should write only when something changed.
    */
   recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
+  /**
+   * Makes every commit so far durable (on disk, past a power cut). The receiver calls it once per
+   * batch of envelopes before ACKing them: the server deletes what we ACK. Without it, commits are
+   * taken as durable when made.
+   */
+  sync?(): void;
 }
+
+/** The most envelopes answered by one sync while more keep coming (a queue drain). */
+const SYNC_BATCH = 64;
 
 export interface ReceiverOptions {
   store: ReceiverStorePort;
@@ -155,6 +164,14 @@ export class Receiver {
   /** Counts of dropped envelopes by reason (observability and tests). */
   readonly drops = new Map<DropReason, number>();
   processed = 0;
+  /** Envelopes handed in and not yet processed: while there are some, a sync can cover more. */
+  private inFlight = 0;
+  /** ACKs waiting for the next sync, each told whether it succeeded. */
+  private unsynced: Array<(durable: boolean) => void> = [];
+  /** Emits of rows recorded since the last sync: they follow it (and the ACKs), in order. */
+  private toEmit: Array<{ key: ReceivedKey; events: IncomingEvent[] }> = [];
+  /** How many syncs ran (tests and benchmarks: how well envelopes were batched). */
+  syncs = 0;
 
   constructor(private readonly opts: ReceiverOptions) {
     this.now = opts.now ?? Date.now;
@@ -164,9 +181,25 @@ export class Receiver {
   /** The socket's IncomingRequestHandler for the authenticated chat connection. */
   readonly handleRequest = (req: IncomingRequest): Promise<number> => {
     if (req.verb === 'PUT' && req.path === '/api/v1/message') {
-      const run = this.queue.then(() => this.processEnvelope(req.body));
+      this.inFlight++;
+      const run = this.queue.then(async () => {
+        try {
+          return await this.processEnvelope(req.body);
+        } finally {
+          this.inFlight--;
+        }
+      });
       this.queue = run.catch(() => undefined);
-      return run;
+      // Group commit: each envelope commits on its own, and one sync then covers every envelope
+      // processed meanwhile, before any of them is ACKed (or emitted).
+      return run.then(
+        (status) => this.afterSync(status),
+        (e: unknown) => {
+          // Not answered with a status: still, the batch before it must not wait for another.
+          if (this.inFlight === 0 && this.unsynced.length > 0) this.flush();
+          throw e;
+        },
+      );
     }
     if (req.verb === 'PUT' && req.path === '/api/v1/queue/empty') {
       // Ordered behind every envelope received before it.
@@ -208,11 +241,45 @@ export class Receiver {
   }
 
   private schedule(key: ReceivedKey, events: IncomingEvent[]): void {
-    const k = keyString(key);
-    this.scheduled.add(k);
+    this.scheduled.add(keyString(key));
+    this.toEmit.push({ key, events });
+  }
+
+  /** Resolves with the envelope's answer once what it recorded is durable (or 500 if not). */
+  private afterSync(status: number): Promise<number> {
+    const answer = new Promise<number>((resolve) =>
+      this.unsynced.push((durable) => resolve(durable ? status : 500)),
+    );
+    if (this.inFlight === 0 || this.unsynced.length >= SYNC_BATCH) this.flush();
+    return answer;
+  }
+
+  /** One sync for the batch; then its ACKs go out, then its emits run (after the ACKs, in order). */
+  private flush(): void {
+    const answers = this.unsynced;
+    const emits = this.toEmit;
+    this.unsynced = [];
+    this.toEmit = [];
+    let durable = true;
+    try {
+      this.opts.store.sync?.();
+      this.syncs++;
+    } catch (e) {
+      // Not ACKed: the server keeps these envelopes and delivers them again; their rows stay pending
+      // in the log, so the redelivery emits each once.
+      durable = false;
+      this.opts.logger.error('receiver: could not sync the received log; not acknowledging', e);
+    }
+    for (const answer of answers) answer(durable);
+    if (!durable) {
+      for (const { key } of emits) this.scheduled.delete(keyString(key));
+      return;
+    }
     setImmediate(() => {
-      this.emitRecorded(key, events);
-      this.scheduled.delete(k);
+      for (const { key, events } of emits) {
+        this.emitRecorded(key, events);
+        this.scheduled.delete(keyString(key));
+      }
     });
   }
 

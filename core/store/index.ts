@@ -129,6 +129,7 @@ export class SignalStore {
          WHERE i.trust = 'untrusted-changed'
          ORDER BY changed_at, i.service_id`,
       ),
+      syncMark: this.db.prepare('UPDATE sync_mark SET n = n + 1 WHERE id = 1'),
       lastKeyId: this.db
         .prepare('SELECT last FROM key_ids WHERE our_kind = ? AND kind = ?')
         .pluck(),
@@ -185,18 +186,17 @@ export class SignalStore {
   }
 
   /**
-   * Runs `fn` (one transaction, or one statement) so that its commit is on disk before it returns:
-   * for writes the server is told about next. A received message is ACKed (and so deleted from
-   * Signal's queue) right after its log row commits, so that commit must survive a power cut or an
-   * OS crash, not only a crash of this process. The rest of the store stays at synchronous=NORMAL
-   * (WAL): durable across process crashes, one fsync per checkpoint. With WAL, a FULL commit also
-   * syncs every frame before it. Inside an outer transaction the outer commit decides.
+   * Puts every commit made so far on disk, so that it survives a power cut or an OS crash, not only
+   * a crash of this process (which synchronous=NORMAL with WAL already survives). One fsync, however
+   * many commits it covers: the receiver calls it once per batch of received envelopes, before
+   * ACKing them, since the server deletes what is ACKed. With WAL, a commit at synchronous=FULL
+   * syncs the log up to it, so a one-row write at FULL is enough.
    */
-  durably<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
+  sync(): void {
+    if (this.db.inTransaction) throw new SignalError('STORE', 'sync() inside a transaction');
     this.db.pragma('synchronous = FULL');
     try {
-      return fn();
+      this.s.syncMark.run();
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
@@ -272,8 +272,7 @@ export class SignalStore {
   unitOfWork(kind: IdentityKind): UnitOfWork {
     const buffer = new BufferedBackend(this.backend, this.db);
     return Object.assign(this.build(buffer, kind), {
-      // A unit of work is a received message's decrypt: the ACK follows its commit (see durably).
-      commit: (extra?: () => void) => this.durably(() => buffer.commit(extra)),
+      commit: (extra?: () => void) => buffer.commit(extra),
       discard: () => buffer.discard(),
     });
   }

@@ -152,4 +152,12 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       END;
     `);
   },
+  // v5: one row that SignalStore.sync() rewrites in a fully synced commit; with WAL, syncing that
+  // commit puts every earlier one on disk too (group commit for the received log).
+  (db) => {
+    db.exec(`
+      CREATE TABLE sync_mark (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+      INSERT INTO sync_mark VALUES (1, 0);
+    `);
+  },
 ];

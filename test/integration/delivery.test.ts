@@ -236,6 +236,62 @@ describe('integration: delivery guarantees and session repair', function () {
     );
   });
 
+  it('a queue drained at connect: one sync covers many envelopes, and nothing is ACKed or emitted before its sync', async () => {
+    const device = await introduce(sandbox, client, bob);
+    await client.close();
+    // Queued while we are offline: the server hands them over all at once when we connect.
+    const base = Date.now();
+    const sends = Array.from({ length: 60 }, (_, i) =>
+      bob.sendText(device, `q${i}`, { timestamp: base + i }),
+    );
+    const restarted = await openClient(sandbox, dataFile);
+    const bodies = collectBodies(restarted);
+    const store = restarted.storeForTesting;
+    assert.ok(store);
+    const sync = store.sync.bind(store);
+    const emittedAtSync: number[] = [];
+    store.sync = () => {
+      emittedAtSync.push(bodies.length);
+      sync();
+    };
+    await restarted.connect();
+    await until(() => bodies.length >= 60, 20_000, 'all 60');
+    await Promise.all(sends);
+    const receiver = (restarted as unknown as { receiver: Receiver }).receiver;
+    assert.deepEqual(
+      bodies,
+      Array.from({ length: 60 }, (_, i) => `q${i}`),
+      'in order, once',
+    );
+    assert.ok(receiver.syncs >= 1 && receiver.syncs < 30, `${receiver.syncs} syncs for 60`);
+    assert.equal(emittedAtSync[0], 0, 'no message emitted before the first sync');
+    await restarted.close();
+  });
+
+  it('a failed sync ACKs nothing: the server delivers again and each message is emitted once', async () => {
+    const device = await introduce(sandbox, client, bob);
+    const bodies = collectBodies(client);
+    const store = client.storeForTesting;
+    assert.ok(store);
+    const sync = store.sync.bind(store);
+    let calls = 0;
+    store.sync = () => {
+      if (++calls === 1) throw new Error('disk full');
+      sync();
+    };
+    // Answered 500, the envelope goes back to the server's queue (the mock keeps it for the next
+    // connection; Signal's server redelivers it too). The send resolves once it is delivered.
+    const sent = bob.sendText(device, 'after a failed sync');
+    await until(() => calls === 1, 10_000, 'the failed sync');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(bodies, [], 'not emitted: its commit was never made durable');
+    client.dropConnectionForTesting();
+    await withTimeout(sent, 10_000, 'redelivery');
+    await until(() => bodies.length > 0, 10_000, 'the message');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(bodies, ['after a failed sync'], 'once');
+  });
+
   it('a lost session is healed by the retry-receipt exchange, and the next message gets through', async () => {
     const device = await introduce(sandbox, client, bob);
     const bodies = collectBodies(client);

@@ -268,26 +268,23 @@ describe('store', () => {
     ]);
   });
 
-  it('commits a received message fully synced (FULL) before the ACK, and the rest at NORMAL', () => {
+  it('sync() makes a fully synced (FULL) commit and leaves the store at NORMAL', () => {
     const store = track(makeAccount(path.join(dir, 'sync.db')));
     const level = () => store.db.pragma('synchronous', { simple: true });
-    assert.equal(level(), 1, 'NORMAL outside receive commits');
-    let during: unknown;
-    store.unitOfWork('aci').commit(() => {
-      during = level();
-    });
-    assert.equal(during, 2, 'a unit of work (a decrypt) commits at FULL');
+    assert.equal(level(), 1, 'NORMAL: commits survive a process crash, fsync at checkpoints');
+    const mark = () => store.db.prepare('SELECT n FROM sync_mark').pluck().get() as number;
+    // The marker write carries the fsync: it must happen between switching to FULL and back.
+    const seen: string[] = [];
+    const pragma = store.db.pragma.bind(store.db);
+    store.db.pragma = ((source: string, options?: { simple?: boolean }) => {
+      seen.push(`${source} @${mark()}`);
+      return pragma(source, options);
+    }) as typeof store.db.pragma;
+    store.sync();
+    assert.deepEqual(seen, ['synchronous = FULL @0', 'synchronous = NORMAL @1']);
+    store.db.pragma = pragma;
     assert.equal(level(), 1);
-    assert.equal(
-      store.durably(() => level()),
-      2,
-    );
-    // Inside an outer transaction the level cannot change; the outer commit decides.
-    assert.equal(
-      store.transaction(() => store.durably(() => level())),
-      1,
-    );
-    assert.equal(level(), 1);
+    assert.throws(() => store.transaction(() => store.sync()), /inside a transaction/);
   });
 
   it('never hands out a prekey id again once its key was consumed or pruned', () => {
