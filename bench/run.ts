@@ -21,6 +21,8 @@ const RECEIVE = n(2000);
 const SEND = n(1000);
 const COST = n(500);
 const LOOKUP = n(1000);
+/** Sends in flight at once (a flow's messages arrive independently): `BENCH_SEND_CONCURRENCY`. */
+const SEND_CONCURRENCY = Math.max(1, Number(process.env.BENCH_SEND_CONCURRENCY ?? 8) || 8);
 const WAIT_MS = 600_000;
 
 const warnings: string[] = [];
@@ -241,7 +243,7 @@ async function main(): Promise<void> {
     results.receive_cpu_ms_per_msg = round3(rx.cpuMs / RECEIVE);
     results.receive_peer_cpu_ms_per_msg = round3(peerRxMs / RECEIVE);
 
-    console.log(`send: ${SEND} messages (with sync transcripts), 8 at a time…`);
+    console.log(`send: ${SEND} messages (with sync transcripts), ${SEND_CONCURRENCY} at a time…`);
     await peer.call({ cmd: 'start-drain', who: 'bob', count: SEND });
     const peerSendStart = await peer.call<number>({ cmd: 'cpu' });
     const profiler = await startProfile();
@@ -249,7 +251,7 @@ async function main(): Promise<void> {
     const sendCpu = process.cpuUsage();
     let next = 0;
     await Promise.all(
-      Array.from({ length: 8 }, async () => {
+      Array.from({ length: SEND_CONCURRENCY }, async () => {
         while (next < SEND) {
           const i = next++;
           await client.send(bob.aci, `out ${i}`);
