@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import type { CdsiBackend } from '../../core/directory';
 import { linkClient, startSandbox, withTimeout, type Sandbox } from './helpers';
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../harness/wait';
 
 describe('integration: contacts sync and sending to a phone number', function () {
   this.timeout(60_000);

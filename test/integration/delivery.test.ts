@@ -22,6 +22,7 @@ import {
   type PrimaryDevice,
   type Sandbox,
 } from './helpers';
+import { until } from '../harness/wait';
 
 type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
 
@@ -47,14 +48,6 @@ function collectBodies(client: SignalClient): string[] {
     if (ev.type === 'message') bodies.push(ev.body);
   });
   return bodies;
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type http2 from 'node:http2';
 import { linkClient, startSandbox, type Sandbox } from './helpers';
+import { until } from '../harness/wait';
 
 /** What keeps the process alive, as a multiset; passing file-system requests do not count. */
 function activeResources(): Map<string, number> {
@@ -20,14 +21,6 @@ function beyond(baseline: Map<string, number>): string[] {
     if (more > 0) extra.push(`${r}×${more}`);
   }
   return extra;
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('integration: SignalClient.close()', function () {

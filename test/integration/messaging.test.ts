@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import {
   KEMPublicKey,
   PreKeyBundle,
-  PrivateKey,
   ProtocolAddress,
   PublicKey,
   processPreKeyBundle,
@@ -19,6 +18,7 @@ import {
   type PrimaryDevice,
   type Sandbox,
 } from './helpers';
+import { reinstallPhone } from '../harness/mock-phone';
 
 type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
 
@@ -57,36 +57,6 @@ async function introduce(
   const device = await ourDevice(sandbox, client);
   await from.addSingleUseKey(device, await device.popSingleUseKey());
   return device;
-}
-
-/**
- * Bob reinstalls Signal: same ACI, a new identity key and registration id, new prekeys on the server,
- * no sessions. The mock has no call for this (only a PNI change), so its phone's fields are set
- * directly (pinned to mock-server 27.0.0, as test/harness/sandbox.ts is).
- */
-async function reinstall(bob: PrimaryDevice): Promise<void> {
-  type IdentityStore = {
-    updateIdentityKey(key: PrivateKey): Promise<void>;
-    updateLocalRegistrationId(id: number): Promise<void>;
-  };
-  const phone = bob as unknown as {
-    privateKey: PrivateKey;
-    publicKey: PublicKey;
-    identity: Map<string, IdentityStore>;
-    sessions: { sessions: Map<string, unknown> };
-  };
-  const device = bob.device as unknown as { registrationId: number };
-  // The mock carries its own copy of libsignal: keys must come from that copy's classes.
-  const key = (phone.privateKey.constructor as typeof PrivateKey).generate();
-  phone.privateKey = key;
-  phone.publicKey = key.getPublicKey();
-  const identity = phone.identity.get('ACI');
-  assert.ok(identity, 'the mock phone keeps its ACI identity store under "ACI"');
-  await identity.updateIdentityKey(key);
-  device.registrationId = (device.registrationId % 16000) + 1;
-  await identity.updateLocalRegistrationId(device.registrationId);
-  phone.sessions.sessions.clear();
-  await bob.device.setKeys('ACI' as never, await bob.generateKeys(bob.device, 'ACI' as never));
 }
 
 /** Counts the key fetches the client's sender makes (its network calls, by kind). */
@@ -280,7 +250,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     await guarded.send(bob.device.aci, 'before');
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'before')).body, 'before');
     assert.equal(guarded.approveIdentity(bob.device.aci), false, 'nothing to approve yet');
-    await reinstall(bob);
+    await reinstallPhone(bob);
     const blocked = (e: unknown) => {
       const err = e as { code?: string; serviceId?: string; message?: string };
       return (

@@ -3,6 +3,7 @@ import { getKeyCounts } from '../../core/api';
 import type { SignalClient } from '../../core/client';
 import type { IncomingEvent } from '../../core/types';
 import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+import { until } from '../harness/wait';
 
 type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
 
@@ -23,14 +24,6 @@ async function introduce(
   assert.ok(device);
   await from.addSingleUseKey(device, await device.popSingleUseKey());
   return device;
-}
-
-async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string) {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('integration: prekey maintenance and store upkeep', function () {

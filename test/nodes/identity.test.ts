@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { PrivateKey, PublicKey } from '@signalapp/libsignal-client';
 import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import inNode = require('../../nodes/signal-in');
@@ -21,41 +20,9 @@ import {
   nextInput,
   type TestNode,
 } from './support';
+import { reinstallPhone } from '../harness/mock-phone';
 
 const nodes = [accountNode, outNode, inNode];
-
-/**
- * The contact reinstalls Signal: same ACI, a new identity key and registration id, new prekeys, no
- * sessions. The mock has no call for this, so its phone's fields are set directly, as
- * test/integration/messaging.test.ts does (pinned to the mock-server version of the sandbox).
- */
-async function reinstall(phone: PrimaryDevice): Promise<void> {
-  type IdentityStore = {
-    updateIdentityKey(key: PrivateKey): Promise<void>;
-    updateLocalRegistrationId(id: number): Promise<void>;
-  };
-  const p = phone as unknown as {
-    privateKey: PrivateKey;
-    publicKey: PublicKey;
-    identity: Map<string, IdentityStore>;
-    sessions: { sessions: Map<string, unknown> };
-  };
-  const device = phone.device as unknown as { registrationId: number };
-  // The mock carries its own copy of libsignal: keys must come from that copy's classes.
-  const key = (p.privateKey.constructor as typeof PrivateKey).generate();
-  p.privateKey = key;
-  p.publicKey = key.getPublicKey();
-  const identity = p.identity.get('ACI');
-  assert.ok(identity, 'the mock phone keeps its ACI identity store under "ACI"');
-  await identity.updateIdentityKey(key);
-  device.registrationId = (device.registrationId % 16000) + 1;
-  await identity.updateLocalRegistrationId(device.registrationId);
-  p.sessions.sessions.clear();
-  await phone.device.setKeys(
-    'ACI' as never,
-    await phone.generateKeys(phone.device, 'ACI' as never),
-  );
-}
 
 interface Pending {
   serviceId: string;
@@ -142,7 +109,7 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
     const { out, sink } = await blockingAccount();
     assert.deepEqual((await getIdentities('acct1')).body, { pending: [] });
     const before = Date.now();
-    await reinstall(bob);
+    await reinstallPhone(bob);
     await sendIsBlocked(out, sink);
 
     const listed = await getIdentities('acct1');
@@ -196,7 +163,7 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
     out.receive({ approveIdentity: bob.device.aci });
     assert.deepEqual((await idle).signal, { approved: false, serviceId: bob.device.aci });
 
-    await reinstall(bob);
+    await reinstallPhone(bob);
     await sendIsBlocked(out, sink);
     const done = nextInput(sink, (m) => m.payload === 'ignored');
     // A payload and a recipient with it are not sent: the msg approves only.

@@ -39,6 +39,7 @@ import lookupNode = require('../../nodes/signal-lookup');
 const functionNode = require('@node-red/nodes/core/function/10-function.js') as unknown;
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { NodeMessage } from '../../nodes/lib/red';
+import { poll } from './support';
 
 helper.init(require.resolve('node-red'));
 
@@ -68,22 +69,6 @@ function nextError(node: TestNode, ms = 10_000): Promise<Error & { code?: string
     ms,
     'node error',
   );
-}
-
-async function poll<T>(
-  fn: () => Promise<T>,
-  ok: (t: T) => boolean,
-  ms: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not reached within ${ms} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('nodes (Node-RED test helper, Signal mock server)', function () {

@@ -25,6 +25,7 @@ import {
   type PrimaryDevice,
   type Sandbox,
 } from '../integration/helpers';
+import { until } from '../harness/wait';
 
 /** One mutation of `seed`: bit flips, byte rewrites, truncation, extension, splices, or noise. */
 function mutate(r: Rand, seed: Uint8Array): Uint8Array {
@@ -338,14 +339,6 @@ async function live(): Promise<Live> {
     contents: contentSeeds(ids),
     ids,
   };
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Fails the test on any unhandled rejection while `fn` runs. */

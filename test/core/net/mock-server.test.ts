@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { ProvisioningAddress } from '../../../proto';
-import { resolveEnvironment, type Environment } from '../../../core/config';
+import { resolveEnvironment, signalRootCa, type Environment } from '../../../core/config';
 import { ChatConnection } from '../../../core/net/connection';
 import { httpsGet } from '../../../core/net/https';
 import { PersistentChat, type ChatState } from '../../../core/net/persistent';
@@ -98,6 +98,22 @@ describe('net over HTTP/2 (Signal mock server)', function () {
     await conn.close();
     assert.equal(conn.isOpen, false);
   });
+
+  for (const transport of ['http2', 'auto'] as const) {
+    it(`the chat socket (${transport}) refuses a server whose certificate does not chain to the CA`, async () => {
+      // Signal's own root instead of the mock's CA: the mock's certificate must not be accepted.
+      const env = { ...envFor(transport), caCert: signalRootCa() };
+      await assert.rejects(
+        ChatConnection.open({
+          env,
+          path: '/v1/websocket/',
+          logger: silentLogger,
+          keepalive: false,
+        }),
+        (e: unknown) => e instanceof NetworkError && /certificate/i.test(e.message),
+      );
+    });
+  }
 
   it('picks HTTP/2 by ALPN for the auto transport', async () => {
     const env = envFor('auto');

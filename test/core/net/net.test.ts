@@ -13,6 +13,7 @@ import {
 import { httpsGet } from '../../../core/net/https';
 import { silentLogger } from '../../../core/log';
 import { startFakeChatServer, type FakeChatServer } from './fake-server';
+import { until } from '../../harness/wait';
 
 /**
  * What keeps the process alive (timers, sockets, servers), sorted; unref'd timers do not count,
@@ -29,14 +30,6 @@ function activeResources(): string[] {
 async function activeResourcesNow(): Promise<string[]> {
   await new Promise((r) => setImmediate(r));
   return activeResources();
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('net', function () {
@@ -78,6 +71,20 @@ describe('net', function () {
       assert.equal(await server.push('PUT', '/api/v1/message', Buffer.from('env')), 200);
       assert.equal(await server.push('PUT', '/api/v1/unknown'), 400);
       assert.deepEqual(pushed, ['PUT /api/v1/message env', 'PUT /api/v1/unknown ']);
+    });
+
+    it('refuses a server whose certificate does not chain to the CA, before any frame', async () => {
+      const env = { ...server.env, caCert: signalRootCa() };
+      await assert.rejects(
+        ChatConnection.open({
+          env,
+          path: '/v1/websocket/',
+          auth: { username: 'aci.2', password: 'pw' },
+          logger: silentLogger,
+          keepalive: false,
+        }),
+        (e: unknown) => e instanceof NetworkError && /certificate/i.test(e.message),
+      );
     });
 
     it('answers 500 when the handler fails, so the server keeps the item', async () => {

@@ -1,0 +1,37 @@
+/** What tests do to the mock server's simulated phones that the mock has no call for. */
+import assert from 'node:assert/strict';
+import type { PrivateKey, PublicKey } from '@signalapp/libsignal-client';
+import type { PrimaryDevice } from './sandbox';
+
+/**
+ * The phone reinstalls Signal: same ACI, a new identity key and registration id, new prekeys on the
+ * server, no sessions. The mock can only change a PNI identity, so its phone's fields are set
+ * directly (pinned to mock-server 27.0.0, as test/harness/sandbox.ts is).
+ */
+export async function reinstallPhone(phone: PrimaryDevice): Promise<void> {
+  type IdentityStore = {
+    updateIdentityKey(key: PrivateKey): Promise<void>;
+    updateLocalRegistrationId(id: number): Promise<void>;
+  };
+  const internals = phone as unknown as {
+    privateKey: PrivateKey;
+    publicKey: PublicKey;
+    identity: Map<string, IdentityStore>;
+    sessions: { sessions: Map<string, unknown> };
+  };
+  const device = phone.device as unknown as { registrationId: number };
+  // The mock carries its own copy of libsignal: keys must come from that copy's classes.
+  const key = (internals.privateKey.constructor as typeof PrivateKey).generate();
+  internals.privateKey = key;
+  internals.publicKey = key.getPublicKey();
+  const identity = internals.identity.get('ACI');
+  assert.ok(identity, 'the mock phone keeps its ACI identity store under "ACI"');
+  await identity.updateIdentityKey(key);
+  device.registrationId = (device.registrationId % 16000) + 1;
+  await identity.updateLocalRegistrationId(device.registrationId);
+  internals.sessions.sessions.clear();
+  await phone.device.setKeys(
+    'ACI' as never,
+    await phone.generateKeys(phone.device, 'ACI' as never),
+  );
+}
