@@ -9,6 +9,9 @@ import { recipientsOf, textOf, type SendOutcome } from './lib/msg';
 import { codeOf, fail } from './lib/status';
 import { serviceIdOf } from './lib/identity';
 
+/** Recipients of one msg sent at the same time. */
+const SEND_CONCURRENCY = 8;
+
 interface OutConfig {
   id: string;
   name?: string;
@@ -63,23 +66,33 @@ export = function register(RED: RED): void {
           } catch (e) {
             return fail(node, e, msg, done);
           }
-          const results: SendOutcome[] = [];
-          // Each recipient's send carries its own timestamp (results[i].timestamp); msg.signal.timestamp
-          // is the first successful one, the id to quote when there is a single recipient.
-          let timestamp: number | undefined;
-          for (const to of recipients) {
+          // Several recipients go out a few at a time (each send waits for the server's answer; one
+          // after another, 100 recipients would take 100 round trips); results stay in input order.
+          const results: SendOutcome[] = new Array<SendOutcome>(recipients.length);
+          const sendOne = async (to: string): Promise<SendOutcome> => {
             try {
               const r = await client.send(to, text);
-              timestamp ??= r.timestamp;
-              results.push({ to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' });
+              return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
             } catch (e) {
-              results.push({
+              return {
                 to,
                 status: 'failed',
                 error: { code: codeOf(e), message: e instanceof Error ? e.message : String(e) },
-              });
+              };
             }
-          }
+          };
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: Math.min(SEND_CONCURRENCY, recipients.length) }, async () => {
+              while (next < recipients.length) {
+                const i = next++;
+                results[i] = await sendOne(recipients[i] as string);
+              }
+            }),
+          );
+          // Each recipient's send carries its own timestamp (results[i].timestamp); msg.signal.timestamp
+          // is the first successful one in input order, the id to quote when there is one recipient.
+          const timestamp = results.find((r) => r.status === 'sent')?.timestamp;
           msg.signal = { ...(timestamp !== undefined ? { timestamp } : {}), results };
           send(msg);
           const failed = results.filter((r) => r.status === 'failed');

@@ -298,6 +298,31 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     await expectSendWorks('out1');
   });
 
+  it('signal-out sends to several recipients at once and reports them in input order', async () => {
+    // The same person twice (by ACI and by number): sent one after the other on his session.
+    const to = [uuid(), bob.device.aci, String(bob.device.number), uuid()];
+    const err = nextError(node('out1'), 30_000);
+    const out = nextInput(node('outSink'), (m) => m.to === to, 30_000);
+    node('out1').receive({ payload: 'in order', to });
+    const signal = (await out).signal as {
+      timestamp: number;
+      results: Array<{ to: string; status: string; timestamp?: number; serviceId?: string }>;
+    };
+    assert.deepEqual(
+      signal.results.map((r) => [r.to, r.status]),
+      to.map((t, i) => [t, i === 1 || i === 2 ? 'sent' : 'failed']),
+    );
+    assert.equal(signal.timestamp, signal.results[1]?.timestamp, 'the first sent, in input order');
+    assert.equal(signal.results[2]?.serviceId, bob.device.aci);
+    assert.equal((await err).code, 'NOT_ON_SIGNAL');
+    const bodies = [
+      (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
+      (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
+    ];
+    assert.deepEqual(bodies, ['in order', 'in order']);
+    await expectSendWorks('out1');
+  });
+
   const lookupRows: Row[] = [
     {
       name: 'payload an empty string',
