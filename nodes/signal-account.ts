@@ -83,6 +83,8 @@ export = function register(RED: RED): void {
     return path.join(dataDir(), `${id}.db`);
   };
   const sessions = new Map<string, LinkSession>();
+  /** The POST /link start in progress per id (see the route). */
+  const linkStarts = new Map<string, Promise<void>>();
   const guard = guardRegistry(RED, dataDir);
 
   function SignalAccountNode(this: AccountNode, config: AccountConfig & { id: string }) {
@@ -194,106 +196,118 @@ export = function register(RED: RED): void {
         res.status(400).json({ error: e instanceof Error ? e.message : String(e) });
         return;
       }
-      // A new Link click replaces an attempt still waiting; the client takes one link at a time, so
-      // the old attempt must have ended (its cancel lands a moment after the abort) before the next.
-      const previous = sessions.get(id);
-      if (previous?.state === 'waiting') previous.abort.abort();
-      await previous?.ended;
-      const node = deployed(id);
-      let client: SignalClient;
-      let temporary = false;
+      // One start at a time per account id: a double click or a second editor tab must not race the
+      // first (two link attempts on one client, two clients on one file, two discards).
+      const prior = linkStarts.get(id) ?? Promise.resolve();
+      let release!: () => void;
+      const mine = new Promise<void>((r) => (release = r));
+      linkStarts.set(id, mine);
+      await prior;
       try {
-        if (node) client = await node.client();
-        else {
-          client = await SignalClient.open({
-            dataFile: file,
-            environment: environmentOf(body),
-            deviceName: body.deviceName || 'Node-RED',
-            logger: nodeLogger(RED, id),
-          });
-          temporary = true;
-        }
-      } catch (e) {
-        res.status(400).json({ error: e instanceof Error ? e.message : String(e) });
-        return;
-      }
-      // An account Signal no longer accepts (the phone removed this device) is set aside so that the
-      // editor can link again in place; its file is kept beside, renamed, for its contacts and logs.
-      if (client.account && client.state === 'unlinked') {
+        // A new Link click replaces an attempt still waiting; the client takes one link at a time, so
+        // the old attempt must have ended (its cancel lands a moment after the abort) before the next.
+        const previous = sessions.get(id);
+        if (previous?.state === 'waiting') previous.abort.abort();
+        await previous?.ended;
+        const node = deployed(id);
+        let client: SignalClient;
+        let temporary = false;
         try {
-          const aside = await client.discardUnlinkedAccount();
-          RED.log.info(
-            `[signal-account:${id}] the unlinked account was set aside as ${path.basename(aside)}; linking again`,
-          );
+          if (node) client = await node.client();
+          else {
+            client = await SignalClient.open({
+              dataFile: file,
+              environment: environmentOf(body),
+              deviceName: body.deviceName || 'Node-RED',
+              logger: nodeLogger(RED, id),
+            });
+            temporary = true;
+          }
         } catch (e) {
-          res.status(409).json({
-            error: `Signal no longer accepts this account's credentials, and setting it aside failed (${
-              e instanceof Error ? e.message : String(e)
-            }): stop Node-RED, delete ${path.basename(file)} from the signal folder, start it and link again`,
-            account: summary(client.account),
-          });
+          res.status(400).json({ error: e instanceof Error ? e.message : String(e) });
           return;
         }
-      }
-      if (client.account) {
-        if (temporary) await client.close();
-        res
-          .status(409)
-          .json({ error: 'This account is already linked', account: summary(client.account) });
-        return;
-      }
-      const session: LinkSession = { state: 'waiting', abort: new AbortController() };
-      sessions.set(id, session);
-      session.ended = client
-        .link({
-          signal: session.abort.signal,
-          onUrl: (url) => {
-            session.url = url;
-            QRCode.toString(url, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' }).then(
-              (svg) => {
-                if (session.url === url) session.qr = svg;
-              },
-              () => undefined,
+        // An account Signal no longer accepts (the phone removed this device) is set aside so that the
+        // editor can link again in place; its file is kept beside, renamed, for its contacts and logs.
+        if (client.account && client.state === 'unlinked') {
+          try {
+            const aside = await client.discardUnlinkedAccount();
+            RED.log.info(
+              `[signal-account:${id}] the unlinked account was set aside as ${path.basename(aside)}; linking again`,
             );
-          },
-        })
-        .then(
-          (account) => {
-            session.state = 'linked';
-            session.account = summary(account);
-            // The guard registry notes numbers linked here too, so a registration cannot take
-            // them over unnoticed (issue 7).
-            const number = account.number;
-            if (number) {
-              void guard()
-                .then((g) => g.recordLinked(number))
-                .catch((e: unknown) =>
-                  RED.log.warn(
-                    `[signal-account:${id}] the registration registry did not record the linked number: ${
-                      e instanceof Error ? e.message : String(e)
-                    }`,
-                  ),
-                );
-            }
-          },
-          (e: unknown) => {
-            session.state =
-              e instanceof SignalError && e.code === 'CANCELLED' ? 'cancelled' : 'failed';
-            session.error = e instanceof Error ? e.message : String(e);
-          },
-        )
-        .finally(async () => {
-          delete session.url;
-          delete session.qr;
-          // A client opened just for linking is closed; the deployed node opens the file itself.
+          } catch (e) {
+            res.status(409).json({
+              error: `Signal no longer accepts this account's credentials, and setting it aside failed (${
+                e instanceof Error ? e.message : String(e)
+              }): stop Node-RED, delete ${path.basename(file)} from the signal folder, start it and link again`,
+              account: summary(client.account),
+            });
+            return;
+          }
+        }
+        if (client.account) {
           if (temporary) await client.close();
-        })
-        .catch((e: unknown) =>
-          RED.log.warn(
-            `[signal-account:${id}] closing the linking client failed: ${e instanceof Error ? e.message : String(e)}`,
-          ),
-        );
-      res.status(202).json(publicSession(session));
+          res
+            .status(409)
+            .json({ error: 'This account is already linked', account: summary(client.account) });
+          return;
+        }
+        const session: LinkSession = { state: 'waiting', abort: new AbortController() };
+        sessions.set(id, session);
+        session.ended = client
+          .link({
+            signal: session.abort.signal,
+            onUrl: (url) => {
+              session.url = url;
+              QRCode.toString(url, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' }).then(
+                (svg) => {
+                  if (session.url === url) session.qr = svg;
+                },
+                () => undefined,
+              );
+            },
+          })
+          .then(
+            (account) => {
+              session.state = 'linked';
+              session.account = summary(account);
+              // The guard registry notes numbers linked here too, so a registration cannot take
+              // them over unnoticed (issue 7).
+              const number = account.number;
+              if (number) {
+                void guard()
+                  .then((g) => g.recordLinked(number))
+                  .catch((e: unknown) =>
+                    RED.log.warn(
+                      `[signal-account:${id}] the registration registry did not record the linked number: ${
+                        e instanceof Error ? e.message : String(e)
+                      }`,
+                    ),
+                  );
+              }
+            },
+            (e: unknown) => {
+              session.state =
+                e instanceof SignalError && e.code === 'CANCELLED' ? 'cancelled' : 'failed';
+              session.error = e instanceof Error ? e.message : String(e);
+            },
+          )
+          .finally(async () => {
+            delete session.url;
+            delete session.qr;
+            // A client opened just for linking is closed; the deployed node opens the file itself.
+            if (temporary) await client.close();
+          })
+          .catch((e: unknown) =>
+            RED.log.warn(
+              `[signal-account:${id}] closing the linking client failed: ${e instanceof Error ? e.message : String(e)}`,
+            ),
+          );
+        res.status(202).json(publicSession(session));
+      } finally {
+        release();
+        if (linkStarts.get(id) === mine) linkStarts.delete(id);
+      }
     })();
   });
 

@@ -190,6 +190,25 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     await linkThroughAdminRoutes();
   });
 
+  it('two Link device clicks at once: the later one wins, waiting for a scan, and links', async () => {
+    await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
+    const body = {
+      server: 'custom',
+      serviceUrl: sandbox.url,
+      caCert: sandbox.caCert,
+      trustRoots: sandbox.trustRoot,
+    };
+    const [a, b] = await Promise.all([
+      helper.request().post('/signal-account/acct1/link').send(body),
+      helper.request().post('/signal-account/acct1/link').send(body),
+    ]);
+    assert.deepEqual([a.status, b.status], [202, 202]);
+    assert.deepEqual([a.body.state, b.body.state], ['waiting', 'waiting']);
+    const now = await helper.request().get('/signal-account/acct1/link').expect(200);
+    assert.equal(now.body.state, 'waiting', now.body.error);
+    await linkThroughAdminRoutes();
+  });
+
   it('links through the admin routes, then sends, receives, echoes and looks up', async () => {
     await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     await linkThroughAdminRoutes();
