@@ -147,6 +147,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   private registrarValue: Registrar | null = null;
   /** From the contacts request after linking until the phone answers (bounded): see lookup(). */
   private contactsArrival: { done: Promise<void>; settle: () => void } | null = null;
+  private discarding: Promise<string> | null = null;
   private readonly now: () => number;
 
   private constructor(
@@ -427,12 +428,13 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
    * transaction, connects, and uploads one-time prekeys. Wrong code: VerificationCodeError, and the
    * registration waits for another try (CodeAttemptsExhaustedError after the last allowed one). When
    * the number was registered elsewhere without a registration lock, `registration.reregistration`
-   * is true afterwards: that install has just been signed out.
+   * is true afterwards: that install has just been signed out. A registration started with an
+   * ownership secret takes the code only with that `secret` (NotOwnerError otherwise).
    */
-  async verifyRegistration(code: string): Promise<AccountInfo> {
+  async verifyRegistration(code: string, secret?: string): Promise<AccountInfo> {
     this.assertOpen();
     this.assertNoAccount();
-    await this.registrar().verify(code);
+    await this.registrar().verify(code, secret);
     this.assertOpen();
     const account = this.account;
     if (!account) throw new ProtocolError('The registered account was not saved');
@@ -992,7 +994,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     if (this.contactsArrival) return;
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
-    const timer = setTimeout(() => finish(), CONTACTS_WAIT_MS);
+    const timer = setTimeout(() => finish(), CONTACTS_WAIT_MS).unref();
     const finish = () => {
       clearTimeout(timer);
       this.off('contacts-synced', finish);
@@ -1049,7 +1051,6 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
 
   // ---------------------------------------------------------------- shutdown
 
-  /** Closes sockets, timers and the store. Nothing reconnects afterwards. Idempotent. */
   /**
    * Sets aside an account Signal no longer accepts (state `unlinked`: the phone removed this device,
    * or the number was registered again elsewhere) so that this client can link or register afresh.
@@ -1058,29 +1059,20 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
    * Refused in every other state, where the account still works. Resolves with the new file name.
    */
   async discardUnlinkedAccount(): Promise<string> {
+    this.discarding ??= this.discard().finally(() => (this.discarding = null));
+    return this.discarding;
+  }
+
+  private async discard(): Promise<string> {
     this.assertOpen();
     if (this.stateValue !== 'unlinked' || !this.store) {
       throw new InvalidInputError(
         'Only an account Signal no longer accepts (state unlinked) can be discarded',
       );
     }
-    // The same teardown as close(), short of closing the client itself; the old sockets' last state
-    // changes must not reach this client once it is idle again.
-    this.prekeys?.stop();
-    this.directoryValue?.close();
-    this.chat?.removeAllListeners('state');
-    this.unauthChat?.removeAllListeners('state');
-    await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
-    await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
-    await new Promise((r) => setImmediate(r));
-    this.receiver?.stop();
-    this.store.close();
-    this.store = null;
-    this.chat = this.unauthChat = null;
-    this.receiver = null;
-    this.sender = null;
-    this.prekeys = null;
-    this.directoryValue = null;
+    await this.teardownAccount();
+    // close() may have come meanwhile: the store is closed either way, and the file stays.
+    this.assertOpen();
     const file = this.options.dataFile;
     const aside = `${file}.unlinked-${new Date(this.now()).toISOString().replace(/[:.]/g, '-')}`;
     // Closing checkpointed the WAL into the file; any leftover side file goes along with it.
@@ -1092,14 +1084,17 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     return aside;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  /**
+   * Stops everything that works for the open account (maintenance, lookups, sockets, the receiver)
+   * and closes its store: for close(), and for discarding an unlinked account, after which this
+   * client starts afresh. The old sockets' last state changes must not reach the client.
+   */
+  private async teardownAccount(): Promise<void> {
     this.contactsArrival?.settle();
-    this.linkAbort?.abort();
-    await this.registrarValue?.close();
     this.prekeys?.stop();
     this.directoryValue?.close();
+    this.chat?.removeAllListeners('state');
+    this.unauthChat?.removeAllListeners('state');
     await Promise.all([this.chat?.close(), this.unauthChat?.close()]);
     await Promise.race([this.receiver?.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     // Let emits already scheduled for ACKed envelopes run, then stop: later ones replay next start.
@@ -1107,6 +1102,23 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.receiver?.stop();
     this.store?.close();
     this.store = null;
+    this.chat = this.unauthChat = null;
+    this.receiver = null;
+    this.sender = null;
+    this.prekeys = null;
+    this.directoryValue = null;
+  }
+
+  /**
+   * Closes for good: links and registrations in progress end, sockets, timers and the store close;
+   * nothing reconnects afterwards. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.linkAbort?.abort();
+    await this.registrarValue?.close();
+    await this.teardownAccount();
     this.setState('closed');
     this.removeAllListeners();
   }
