@@ -254,6 +254,15 @@ export class Receiver {
     return answer;
   }
 
+  /**
+   * A follow-up (a retry request to send, which may wait for the network) holds the queue: the batch
+   * before it is not kept waiting for it. Its own envelope is committed already, so the sync covers
+   * it too (its emit may then precede its ACK: a redelivery finds the row emitted and drops it).
+   */
+  private flushBeforeWaiting(): void {
+    if (this.unsynced.length > 0) this.flush();
+  }
+
   /** One sync for the batch; then its ACKs go out, then its emits run (after the ACKs, in order). */
   private flush(): void {
     const answers = this.unsynced;
@@ -266,9 +275,11 @@ export class Receiver {
       this.syncs++;
     } catch (e) {
       // Not ACKed: the server keeps these envelopes and delivers them again; their rows stay pending
-      // in the log, so the redelivery emits each once.
+      // in the log, so the redelivery emits each once. (After stop() the store is being closed:
+      // the same, but expected.)
       durable = false;
-      this.opts.logger.error('receiver: could not sync the received log; not acknowledging', e);
+      if (!this.stopped)
+        this.opts.logger.error('receiver: could not sync the received log; not acknowledging', e);
     }
     for (const answer of answers) answer(durable);
     if (!durable) {
@@ -357,6 +368,7 @@ export class Receiver {
     } catch (e) {
       if (e instanceof DropError) {
         // A failed retry request must not turn a deliberate drop into a redelivery loop.
+        if (e.after) this.flushBeforeWaiting();
         if (e.after)
           await e
             .after()
@@ -368,6 +380,7 @@ export class Receiver {
       return 500;
     }
     if (outcome.after) {
+      this.flushBeforeWaiting();
       try {
         await outcome.after();
       } catch (e) {
