@@ -10,6 +10,11 @@ export type RegistrationFailure =
   | 'NUMBER_CLAIMED'
   /** Guard: an ownership secret was given but does not match the one the number was claimed with. */
   | 'WRONG_SECRET'
+  /**
+   * A step of a pending registration protected by an ownership secret was asked for without that
+   * secret (or with another one): only the holder may go on with it.
+   */
+  | 'NOT_OWNER'
   /** Guard: the attempt's ticket was superseded by another claim after it expired. */
   | 'STALE_ATTEMPT'
   /** The verification code was wrong, expired, or none was requested yet. */
@@ -90,6 +95,27 @@ export class CaptchaRequiredError extends SignalError {
     );
     this.sessionId = sessionId;
     this.rejected = rejected;
+  }
+}
+
+/**
+ * A verification code was submitted to a pending registration protected by an ownership secret
+ * without that secret, or with another one. Refused before it reaches Signal and not counted as a
+ * wrong code: otherwise anyone with editor access could burn the holder's guesses and end their
+ * session.
+ */
+export class NotOwnerError extends RegistrationError {
+  readonly number: string;
+  constructor(number: string, secretGiven: boolean) {
+    super(
+      'NOT_OWNER',
+      secretGiven
+        ? `The ownership secret does not match the one ${number} is being registered with: enter ` +
+            'the secret given when the code was requested.'
+        : `The registration of ${number} is protected by an ownership secret: enter it with the ` +
+            'verification code.',
+    );
+    this.number = number;
   }
 }
 

@@ -104,6 +104,12 @@ export interface AttemptTicket {
   readonly notice?: string;
 }
 
+/** What requestCode counted for one code request; give it back to codeRequestFailed. */
+export interface CodeRequestGrant {
+  /** When the request was counted against the rate limits (a re-send); absent for the first one. */
+  readonly countedAt?: number;
+}
+
 export interface GuardLimits {
   perNumberPerHour: number;
   perInstancePerMinute: number;
@@ -448,9 +454,11 @@ export class GuardRegistry {
    * covered by beginAttempt; every later one (a re-send) counts against the same rate limits. Each
    * is audited (the transport, never the code). Renews the pending claim. Throws RateLimitedError
    * with the wait, or GuardRefusedError (STALE_ATTEMPT) when the claim is no longer this attempt's.
+   * When Signal then does not send the code, hand the grant back to codeRequestFailed: only codes
+   * Signal accepted to send count.
    */
-  async requestCode(ticket: AttemptTicket, transport: 'sms' | 'voice'): Promise<void> {
-    await this.mutate(async (data) => {
+  async requestCode(ticket: AttemptTicket, transport: 'sms' | 'voice'): Promise<CodeRequestGrant> {
+    return this.mutate<CodeRequestGrant>(async (data) => {
       const now = this.now();
       const audit = (outcome: AuditOutcome, reason?: string) =>
         pushAudit(data, {
@@ -485,6 +493,44 @@ export class GuardRegistry {
       rec.codeRequests = done + 1;
       rec.updatedAt = now;
       audit('allowed', done >= 1 ? `${transport}, re-sent` : transport);
+      return { value: done >= 1 ? { countedAt: now } : {} };
+    });
+  }
+
+  /**
+   * Signal did not send the code of a request requestCode allowed (its answer was a refusal, or no
+   * answer came): the request is taken back, so the user's retry is not a re-send and a re-send
+   * that failed does not use up the rate limits. The allowed entry stays in the audit log, followed
+   * by this one. The rate-limit times are handed back even when the ticket is no longer current:
+   * they were this request's.
+   */
+  async codeRequestFailed(
+    ticket: AttemptTicket,
+    grant: CodeRequestGrant,
+    reason: string,
+  ): Promise<void> {
+    const why = cleanReason(reason);
+    await this.mutate(async (data) => {
+      const now = this.now();
+      const rec = data.records[ticket.number];
+      if (rec && rec.attemptId === ticket.attemptId && (rec.codeRequests ?? 0) > 0)
+        rec.codeRequests = (rec.codeRequests ?? 0) - 1;
+      if (grant.countedAt !== undefined) {
+        const t = grant.countedAt;
+        const times = data.attempts[ticket.number];
+        const i = times ? times.lastIndexOf(t) : -1;
+        if (times && i >= 0) times.splice(i, 1);
+        if (times && times.length === 0) delete data.attempts[ticket.number];
+        const j = data.instanceAttempts.lastIndexOf(t);
+        if (j >= 0) data.instanceAttempts.splice(j, 1);
+      }
+      pushAudit(data, {
+        at: now,
+        number: ticket.number,
+        action: 'code-request',
+        outcome: 'refused',
+        reason: `not sent by Signal (${why}): not counted`,
+      });
       return { value: undefined };
     });
   }
@@ -493,9 +539,10 @@ export class GuardRegistry {
    * Audits one submission of a verification code (never the code itself) before it reaches Signal,
    * and refuses it (STALE_ATTEMPT) when the claim is no longer this attempt's: a session whose claim
    * expired and was taken by someone else must not register the number. `guess` numbers the
-   * submissions of this session.
+   * submissions of this session; `'account-retry'` is a retry of creating the account after Signal
+   * verified the code (nothing is submitted, but the number is registered: the claim must hold).
    */
-  async verifyAttempt(ticket: AttemptTicket, guess: number): Promise<void> {
+  async verifyAttempt(ticket: AttemptTicket, guess: number | 'account-retry'): Promise<void> {
     await this.mutate(async (data) => {
       const now = this.now();
       const audit = (outcome: AuditOutcome, reason: string) =>
@@ -504,7 +551,12 @@ export class GuardRegistry {
         audit('refused', 'STALE_ATTEMPT');
         return { error: staleAttempt(ticket.number) };
       }
-      audit('allowed', `code submission ${guess}`);
+      audit(
+        'allowed',
+        guess === 'account-retry'
+          ? 'account creation retried (code already verified)'
+          : `code submission ${guess}`,
+      );
       return { value: undefined };
     });
   }

@@ -25,6 +25,7 @@ import {
   CaptchaRequiredError,
   CodeAttemptsExhaustedError,
   GuardRefusedError,
+  NotOwnerError,
   RegistrationError,
   VerificationCodeError,
 } from './errors';
@@ -247,10 +248,23 @@ export class Registrar {
           }
           if (!p.session.verified) {
             // Audited and, for a re-send, rate-limited like an attempt: before it reaches Signal.
-            if (p.guard && p.ticket) await p.guard.requestCode(p.ticket, transport);
-            p.session = await requestVerificationCode(r, p.sessionId, transport, {
-              ...(options.acceptLanguage ? { acceptLanguage: options.acceptLanguage } : {}),
-            });
+            const grant =
+              p.guard && p.ticket ? await p.guard.requestCode(p.ticket, transport) : undefined;
+            try {
+              p.session = await requestVerificationCode(r, p.sessionId, transport, {
+                ...(options.acceptLanguage ? { acceptLanguage: options.acceptLanguage } : {}),
+              });
+            } catch (e) {
+              // Signal sent no code: the request is taken back, so the user's retry is not counted
+              // as a re-send (the audit log keeps both entries).
+              if (p.guard && p.ticket && grant) {
+                const summary = errorSummary(e);
+                await p.guard
+                  .codeRequestFailed(p.ticket, grant, summary.reason ?? summary.code)
+                  .catch((err: unknown) => this.warnRegistry(p.number, err));
+              }
+              throw e;
+            }
           }
         });
       } catch (e) {
@@ -265,12 +279,29 @@ export class Registrar {
     });
   }
 
-  /** Submits the code; once verified, creates the account through `createAccount`. */
-  async verify(code: string): Promise<RegistrationStatus> {
+  /**
+   * Submits the code; once verified, creates the account through `createAccount`. A registration
+   * protected by an ownership secret takes the code only with that secret (NotOwnerError otherwise:
+   * not counted as a wrong code, nothing reaches Signal), so that no one else can use up its
+   * guesses, end the holder's session or guess the code themselves.
+   */
+  async verify(code: string, secret?: string): Promise<RegistrationStatus> {
     if (typeof code !== 'string' && typeof code !== 'number')
       throw new InvalidInputError('The verification code must be text (the digits received)');
+    if (secret !== undefined && typeof secret !== 'string')
+      throw new InvalidInputError('The ownership secret must be text');
     return this.exclusive(async () => {
       const p = this.pending;
+      if (p?.secretMac && !sameSecret(p.secretMac, macOf(secret || undefined))) {
+        // The holder's registration stays exactly where it was (status included); only the guard's
+        // audit log records the refusal.
+        if (p.guard && p.ticket) {
+          await p.guard
+            .verifyRefused(p.ticket, 'NOT_OWNER')
+            .catch((err: unknown) => this.warnRegistry(p.number, err));
+        }
+        throw new NotOwnerError(p.number, Boolean(secret));
+      }
       if (!p || p.step !== 'code-sent') {
         throw new RegistrationError(
           'NOT_STARTED',
@@ -280,9 +311,14 @@ export class Registrar {
         );
       }
       const submitting = !p.session.verified;
-      if (submitting && p.guard && p.ticket) {
+      // A retry after Signal verified the code submits nothing but still registers the number: the
+      // claim must still be this attempt's (not expired and taken by someone else) for it too.
+      if (p.guard && p.ticket) {
         try {
-          await p.guard.verifyAttempt(p.ticket, p.codeSubmissions + 1);
+          await p.guard.verifyAttempt(
+            p.ticket,
+            submitting ? p.codeSubmissions + 1 : 'account-retry',
+          );
         } catch (e) {
           await this.stepFailed(p, e);
           throw e;

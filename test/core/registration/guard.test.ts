@@ -254,6 +254,35 @@ describe('registration/guard', function () {
       );
     });
 
+    it('a code request Signal did not send is handed back: it is no longer counted, for the number or the instance', async () => {
+      const reg = await open({ limits: { perNumberPerHour: 3, perInstancePerMinute: 3 } });
+      const t = await reg.beginAttempt(A, SECRET);
+      // The first request fails: the next is the first again, not a re-send.
+      await reg.codeRequestFailed(t, await reg.requestCode(t, 'sms'), 'CODE_NOT_SENT');
+      await reg.requestCode(t, 'sms');
+      // A failed re-send a second later (still in both windows) uses up neither limit.
+      clock += 1_000;
+      await reg.codeRequestFailed(t, await reg.requestCode(t, 'voice'), 'NETWORK');
+      await reg.requestCode(t, 'sms');
+      await reg.requestCode(t, 'sms');
+      await assert.rejects(reg.requestCode(t, 'sms'), RateLimitedError);
+      assert.deepEqual(
+        (await reg.audit())
+          .filter((e) => e.action === 'code-request')
+          .map((e) => [e.outcome, e.reason]),
+        [
+          ['allowed', 'sms'],
+          ['refused', 'not sent by Signal (CODE_NOT_SENT): not counted'],
+          ['allowed', 'sms'],
+          ['allowed', 'voice, re-sent'],
+          ['refused', 'not sent by Signal (NETWORK): not counted'],
+          ['allowed', 'sms, re-sent'],
+          ['allowed', 'sms, re-sent'],
+          ['rate-limited', 'retry in 3599 s'],
+        ],
+      );
+    });
+
     it('a code request renews the pending claim', async () => {
       const reg = await open({ pendingTtlMs: 10 * 60_000 });
       const t = await reg.beginAttempt(A, SECRET);

@@ -9,11 +9,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChatRequest, ChatRequester, ChatResponse } from '../../../core/net/types';
-import { RateLimitedError } from '../../../core/errors';
+import { RateLimitedError, SignalError } from '../../../core/errors';
 import { silentLogger } from '../../../core/log';
 import {
   CodeAttemptsExhaustedError,
   GuardRefusedError,
+  NotOwnerError,
   RegistrationError,
   VerificationCodeError,
 } from '../../../core/registration/errors';
@@ -35,6 +36,11 @@ class FakeSignal {
   private seq = 0;
   private readonly sessions = new Map<string, { verified: boolean }>();
   reregistration = false;
+  /** The next this many code requests are answered 440 (the provider did not deliver the code). */
+  failCodeRequests = 0;
+  /** The next this many account creations fail after the code was verified (a network error). */
+  failAccountCreations = 0;
+  accountCreations = 0;
 
   requester(): ChatRequester & { close(): void } {
     return { request: (req) => this.answer(req), close: () => undefined };
@@ -52,7 +58,13 @@ class FakeSignal {
     const id = m?.[1] ? decodeURIComponent(m[1]) : '';
     const s = this.sessions.get(id);
     if (!s) return reply(404, {});
-    if (req.verb === 'POST' && m?.[2]) return this.session(id);
+    if (req.verb === 'POST' && m?.[2]) {
+      if (this.failCodeRequests > 0) {
+        this.failCodeRequests--;
+        return reply(440, { permanentFailure: false });
+      }
+      return this.session(id);
+    }
     if (req.verb === 'PUT' && m?.[2]) {
       if (body.code === CODE) s.verified = true;
       return this.session(id);
@@ -96,13 +108,20 @@ describe('registration/registrar with the guard', function () {
     new Registrar({
       logger: silentLogger,
       openRequester: async () => signal.requester(),
-      createAccount: async (_r, args) => ({
-        aci: '00000000-0000-4000-8000-000000000001',
-        pni: '00000000-0000-4000-8000-000000000002',
-        number: args.number,
-        deviceId: 1,
-        ...(signal.reregistration ? { reregistration: true } : {}),
-      }),
+      createAccount: async (_r, args) => {
+        signal.accountCreations++;
+        if (signal.failAccountCreations > 0) {
+          signal.failAccountCreations--;
+          throw new SignalError('NETWORK', 'the connection dropped during POST /v1/registration');
+        }
+        return {
+          aci: '00000000-0000-4000-8000-000000000001',
+          pni: '00000000-0000-4000-8000-000000000002',
+          number: args.number,
+          deviceId: 1,
+          ...(signal.reregistration ? { reregistration: true } : {}),
+        };
+      },
     });
   const entry = async (n: string) => (await guard.list()).find((e) => e.number === n);
 
@@ -136,7 +155,7 @@ describe('registration/registrar with the guard', function () {
       // The holder goes on with their secret and registers.
       const holder = registrar();
       assert.equal((await holder.start({ number: A, secret: SECRET, guard })).state, 'code-sent');
-      assert.equal((await holder.verify(CODE)).state, 'registered');
+      assert.equal((await holder.verify(CODE, SECRET)).state, 'registered');
       assert.equal((await entry(A))?.state, 'verified');
       const audit = await guard.audit();
       assert.ok(
@@ -201,7 +220,7 @@ describe('registration/registrar with the guard', function () {
           ['rate-limited', 'retry in 3600 s'],
         ],
       );
-      assert.equal((await r.verify(CODE)).state, 'registered');
+      assert.equal((await r.verify(CODE, SECRET)).state, 'registered');
     });
 
     it('every code submission is audited without the code', async () => {
@@ -254,13 +273,122 @@ describe('registration/registrar with the guard', function () {
       const r = registrar();
       await r.start({ number: A, secret: SECRET, guard });
       for (let i = 1; i < MAX_WRONG_CODES; i++)
-        await assert.rejects(r.verify('000000'), VerificationCodeError);
+        await assert.rejects(r.verify('000000', SECRET), VerificationCodeError);
       await assert.rejects(
-        r.verify('000000'),
+        r.verify('000000', SECRET),
         (e: unknown) => e instanceof RegistrationError && e.reason === 'CODE_ATTEMPTS_EXHAUSTED',
       );
       assert.equal((await entry(A))?.state, 'pending');
       await assert.rejects(registrar().start({ number: A, guard }), GuardRefusedError);
+    });
+
+    it('a protected registration takes codes only with its secret: others can neither use up its guesses nor guess', async () => {
+      const r = registrar();
+      await r.start({ number: A, secret: SECRET, guard });
+      const before = r.status;
+      // Someone with editor access but without the secret submits codes, more than the limit.
+      for (let i = 0; i < MAX_WRONG_CODES + 2; i++) {
+        await assert.rejects(r.verify('000000'), (e: unknown) => {
+          assert.ok(e instanceof NotOwnerError, String(e));
+          assert.equal(e.reason, 'NOT_OWNER');
+          assert.match(e.message, /protected by an ownership secret/);
+          return true;
+        });
+      }
+      await assert.rejects(
+        r.verify(CODE, 'a guess'),
+        (e: unknown) =>
+          e instanceof NotOwnerError &&
+          /does not match/.test(e.message) &&
+          e.reason === 'NOT_OWNER',
+      );
+      assert.equal(signal.count('PUT', '/code'), 0, 'no submission reached Signal');
+      assert.deepEqual(r.status, before, 'the holder’s registration is where it was');
+      assert.equal(r.status.codeAttemptsLeft, MAX_WRONG_CODES);
+      const verifies = (await guard.audit()).filter((e) => e.action === 'verify');
+      assert.ok(verifies.length > 0 && verifies.every((e) => e.reason === 'NOT_OWNER'));
+      // The holder's code still works.
+      assert.equal((await r.verify(CODE, SECRET)).state, 'registered');
+      assert.equal((await entry(A))?.state, 'verified');
+    });
+
+    it('an unprotected registration takes the code without a secret', async () => {
+      const r = registrar();
+      await r.start({ number: A, guard });
+      assert.equal((await r.verify(CODE, 'any text')).state, 'registered');
+    });
+
+    it('retrying the account creation after Signal verified the code goes through the guard too', async () => {
+      const r = registrar();
+      await r.start({ number: A, guard });
+      signal.failAccountCreations = 1;
+      await assert.rejects(
+        r.verify(CODE),
+        (e: unknown) => e instanceof SignalError && e.code === 'NETWORK',
+      );
+      assert.equal(r.status.state, 'code-sent', 'the registration can be retried');
+      // The claim expires and someone else takes the number.
+      clock += 60 * 60_000;
+      await registrar().start({ number: A, secret: 'newcomer', guard });
+      await assert.rejects(
+        r.verify(CODE),
+        (e: unknown) => e instanceof GuardRefusedError && e.reason === 'STALE_ATTEMPT',
+      );
+      assert.equal(signal.accountCreations, 1, 'the number was not registered by the retry');
+      assert.equal(r.status.state, 'failed');
+      assert.equal((await entry(A))?.protected, true, 'the newcomer’s claim is untouched');
+    });
+
+    it('a retried account creation while the claim holds registers, and is audited as a retry', async () => {
+      const r = registrar();
+      await r.start({ number: A, guard });
+      signal.failAccountCreations = 1;
+      await assert.rejects(r.verify(CODE), SignalError);
+      assert.equal((await r.verify(CODE)).state, 'registered');
+      assert.equal(signal.count('PUT', '/code'), 1, 'the verified code is not submitted again');
+      const verifies = (await guard.audit()).filter((e) => e.action === 'verify');
+      assert.deepEqual(
+        verifies.map((e) => [e.outcome, e.reason]),
+        [
+          ['allowed', 'code submission 1'],
+          ['allowed', 'account creation retried (code already verified)'],
+        ],
+      );
+    });
+
+    it('a code request Signal did not send is not counted: the retry is no re-send, and failed re-sends use up no attempts', async () => {
+      const r = registrar();
+      signal.failCodeRequests = 1;
+      await assert.rejects(
+        r.start({ number: A, guard }),
+        (e: unknown) => e instanceof RegistrationError && e.reason === 'CODE_NOT_SENT',
+      );
+      assert.equal((await r.start({ number: A, guard })).state, 'code-sent');
+      // Re-sends: one fails, then the two the rate limit leaves (3 per hour, the attempt included)
+      // both go through.
+      signal.failCodeRequests = 1;
+      await assert.rejects(
+        r.start({ number: A, guard }),
+        (e: unknown) => e instanceof RegistrationError && e.reason === 'CODE_NOT_SENT',
+      );
+      await r.start({ number: A, guard, transport: 'voice' });
+      await r.start({ number: A, guard });
+      await assert.rejects(r.start({ number: A, guard }), RateLimitedError);
+      const requests = (await guard.audit()).filter((e) => e.action === 'code-request');
+      assert.deepEqual(
+        requests.map((e) => [e.outcome, e.reason]),
+        [
+          ['allowed', 'sms'],
+          ['refused', 'not sent by Signal (CODE_NOT_SENT): not counted'],
+          ['allowed', 'sms'],
+          ['allowed', 'sms, re-sent'],
+          ['refused', 'not sent by Signal (CODE_NOT_SENT): not counted'],
+          ['allowed', 'voice, re-sent'],
+          ['allowed', 'sms, re-sent'],
+          ['rate-limited', 'retry in 3600 s'],
+        ],
+      );
+      assert.equal((await r.verify(CODE)).state, 'registered');
     });
 
     it('a session whose claim expired and was taken by someone else can neither re-send nor verify', async () => {
