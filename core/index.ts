@@ -12,6 +12,8 @@ export {
   GuardRegistryError,
   CaptchaRequiredError,
   VerificationCodeError,
+  CodeAttemptsExhaustedError,
+  NotOwnerError,
   RegistrationLockedError,
   REGISTRATION_CAPTCHA_URL,
   GuardRegistry,

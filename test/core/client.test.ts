@@ -48,6 +48,16 @@ describe('engine entry point', () => {
     ]) {
       assert.equal(typeof engine[name], 'function', `${name} is exported`);
     }
+    // Every error class a caller can meet is there, the registration ones included.
+    for (const mod of [
+      require('../../core/errors') as Record<string, unknown>,
+      require('../../core/registration/errors') as Record<string, unknown>,
+    ]) {
+      for (const [name, value] of Object.entries(mod)) {
+        if (typeof value === 'function' && value.prototype instanceof Error)
+          assert.equal(engine[name], value, `${name} is exported`);
+      }
+    }
     const { CancelledError: Exported, SignalError } = engine as {
       CancelledError: typeof CancelledError;
       SignalError: new (...a: never[]) => Error;
