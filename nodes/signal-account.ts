@@ -553,7 +553,10 @@ export = function register(RED: RED): void {
         let client: SignalClient | null = null;
         try {
           dataFileFor(id);
-          const code = stringField(bodyOf(req), 'code');
+          const body = bodyOf(req);
+          const code = stringField(body, 'code');
+          // A protected registration takes the code only with its ownership secret.
+          const secret = stringField(body, 'secret');
           if (!code) {
             throw new SignalError(
               'INVALID_INPUT',
@@ -567,7 +570,7 @@ export = function register(RED: RED): void {
               'No registration is in progress for this account: start it first.',
             );
           }
-          const account = await client.verifyRegistration(code);
+          const account = await client.verifyRegistration(code, secret);
           const { reregistration, notice } = client.registration;
           res.json({
             state: 'registered',

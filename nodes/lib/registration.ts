@@ -42,6 +42,7 @@ export function httpStatusOf(e: unknown): number {
     switch (e.reason) {
       case 'NUMBER_CLAIMED':
       case 'WRONG_SECRET':
+      case 'NOT_OWNER':
         return 403;
       case 'WRONG_CODE':
       case 'REJECTED':

@@ -62,6 +62,55 @@ interface RawAgent {
 }
 const agent = () => helper.request() as unknown as RawAgent;
 
+/**
+ * Makes the mock answer the next `count` code requests (POST /v1/verification/session/<id>/code)
+ * with 440, as Signal does when its SMS or voice provider did not deliver the code; the mock has no
+ * setting for it. Wraps the connections' request handling until restore().
+ */
+function failCodeRequests(count: number): { restore(): void } {
+  interface Route {
+    method: string;
+    pattern: { match(path: string): Record<string, string> | null };
+    handler: () => Promise<[number, unknown]>;
+  }
+  const { Connection } = require('@signalapp/mock-server/src/server/ws/connection') as {
+    Connection: {
+      prototype: {
+        handleRequest(this: { router: { routes: Route[] } }, request: unknown): Promise<unknown>;
+      };
+    };
+  };
+  const original = Connection.prototype.handleRequest;
+  let left = count;
+  Connection.prototype.handleRequest = async function handleRequest(request) {
+    const r = request as { verb?: string; path?: string };
+    if (
+      left > 0 &&
+      r.verb === 'POST' &&
+      /^\/v1\/verification\/session\/[^/]+\/code$/.test(r.path ?? '')
+    ) {
+      left--;
+      const route: Route = {
+        method: 'POST',
+        pattern: { match: () => ({}) },
+        handler: async () => [440, { permanentFailure: false }],
+      };
+      this.router.routes.unshift(route);
+      try {
+        return await original.call(this, request);
+      } finally {
+        this.router.routes.splice(this.router.routes.indexOf(route), 1);
+      }
+    }
+    return original.call(this, request);
+  };
+  return {
+    restore: () => {
+      Connection.prototype.handleRequest = original;
+    },
+  };
+}
+
 describe('nodes: registering a number through the signal-account admin routes', function () {
   this.timeout(90_000);
   let sandbox: Sandbox;
@@ -96,8 +145,10 @@ describe('nodes: registering a number through the signal-account admin routes', 
     agent()
       .post(`/signal-account/${id}/register`)
       .send({ ...server(), ...body });
-  const verify = (id: string, code: unknown) =>
-    agent().post(`/signal-account/${id}/register/verify`).send({ code });
+  const verify = (id: string, code: unknown, secret?: string) =>
+    agent()
+      .post(`/signal-account/${id}/register/verify`)
+      .send({ code, ...(secret !== undefined ? { secret } : {}) });
   const registry = async () => (await agent().get('/signal-account/registry')).body;
 
   function expectError(r: Res, status: number, code: string, reason?: string): void {
@@ -126,8 +177,8 @@ describe('nodes: registering a number through the signal-account admin routes', 
     assert.equal(sent.body.transport, 'voice');
     assert.equal(sent.body.protected, Boolean(secret));
     if (!secret) assert.match(String(sent.body.notice), /No ownership secret/);
-    expectError(await verify(id, '123456'), 422, 'REGISTRATION', 'WRONG_CODE');
-    const done = await verify(id, '111111');
+    expectError(await verify(id, '123456', secret), 422, 'REGISTRATION', 'WRONG_CODE');
+    const done = await verify(id, '111111', secret);
     assert.equal(done.status, 200, done.text);
     assert.equal(done.body.state, 'registered');
     assert.equal(done.body.account?.number, number);
@@ -289,7 +340,7 @@ describe('nodes: registering a number through the signal-account admin routes', 
     );
     const holder = await start('acct2', { number: held, captcha: 'x', secret });
     assert.equal(holder.status, 200, holder.text);
-    assert.equal((await verify('acct2', '111111')).body.state, 'registered');
+    assert.equal((await verify('acct2', '111111', secret)).body.state, 'registered');
   });
 
   it('a redeploy, or the editor’s temporary client being dropped, does not free a protected pending claim', async () => {
@@ -341,13 +392,18 @@ describe('nodes: registering a number through the signal-account admin routes', 
     assert.match(String(limited.body.error?.message), /re-sent code counts as an attempt/);
 
     for (let i = 1; i < 5; i++) {
-      const wrong = await verify('acct1', '123456');
+      const wrong = await verify('acct1', '123456', secret);
       expectError(wrong, 422, 'REGISTRATION', 'WRONG_CODE');
     }
     const status = (await agent().get('/signal-account/acct1/register')).body;
     assert.equal(status.codeAttemptsLeft, 1);
-    expectError(await verify('acct1', '123456'), 410, 'REGISTRATION', 'CODE_ATTEMPTS_EXHAUSTED');
-    expectError(await verify('acct1', '111111'), 409, 'REGISTRATION', 'NOT_STARTED');
+    expectError(
+      await verify('acct1', '123456', secret),
+      410,
+      'REGISTRATION',
+      'CODE_ATTEMPTS_EXHAUSTED',
+    );
+    expectError(await verify('acct1', '111111', secret), 409, 'REGISTRATION', 'NOT_STARTED');
 
     const reg = await registry();
     const mine = (reg.audit ?? []).filter((a) => a.number === number);
@@ -367,6 +423,88 @@ describe('nodes: registering a number through the signal-account admin routes', 
     );
     for (const bad of ['123456', '111111', secret])
       assert.equal(JSON.stringify(reg).includes(bad), false, `the registry answer holds ${bad}`);
+  });
+
+  it('a protected registration takes codes only with its secret: 403 NOT_OWNER, no guess used, and the holder still registers', async () => {
+    await helper.load([accountNode], [accountConfig(sandbox, 'acct1', 'Signal acct1')]);
+    const number = nextNumber();
+    const secret = 'the holder’s secret';
+    assert.equal((await start('acct1', { number, captcha: 'x', secret })).status, 200);
+    // Someone with signal-account.write but without the secret: more tries than the limit.
+    for (let i = 0; i < 6; i++)
+      expectError(await verify('acct1', '123456'), 403, 'REGISTRATION', 'NOT_OWNER');
+    const guessed = await verify('acct1', '111111', 'a guess');
+    expectError(guessed, 403, 'REGISTRATION', 'NOT_OWNER');
+    assert.equal(guessed.text.includes('a guess'), false);
+    const status = (await agent().get('/signal-account/acct1/register')).body;
+    assert.equal(status.state, 'code-sent');
+    assert.equal(status.codeAttemptsLeft, 5, 'no guess of the holder was used');
+    const mine = ((await registry()).audit ?? []).filter(
+      (a) => a.number === number && a.action === 'verify',
+    );
+    assert.equal(mine.length, 7);
+    assert.ok(mine.every((a) => a.outcome === 'refused' && a.reason === 'NOT_OWNER'));
+    const done = await verify('acct1', '111111', secret);
+    assert.equal(done.status, 200, done.text);
+    assert.equal(done.body.state, 'registered');
+  });
+
+  it('retrying the account creation after the code was verified is refused once the claim is someone else’s', async () => {
+    await helper.load(
+      [accountNode],
+      [
+        accountConfig(sandbox, 'acct1', 'Signal acct1'),
+        accountConfig(sandbox, 'acct2', 'Signal acct2'),
+      ],
+    );
+    const number = nextNumber();
+    assert.equal((await start('acct1', { number, captcha: 'x' })).status, 200);
+    // Signal verifies the code, then POST /v1/registration fails: the retry goes on from there.
+    sandbox.server.setRegisterResponseError({ code: 503, data: {} });
+    try {
+      const failed = await verify('acct1', '111111');
+      assert.equal(failed.status, 502, failed.text);
+    } finally {
+      sandbox.server.setRegisterResponseError(undefined);
+    }
+    assert.equal((await agent().get('/signal-account/acct1/register')).body.state, 'code-sent');
+    // Meanwhile someone else takes the unprotected claim and protects it.
+    assert.equal((await start('acct2', { number, captcha: 'x', secret: 'newcomer' })).status, 200);
+    expectError(await verify('acct1', '111111'), 409, 'REGISTRATION', 'STALE_ATTEMPT');
+    assert.equal((await agent().get('/signal-account/acct1/register')).body.state, 'failed');
+    const entry = (await registry()).numbers?.find((e) => e.number === number);
+    assert.deepEqual([entry?.state, entry?.protected], ['pending', true]);
+  });
+
+  it('a code Signal did not send is not counted: the retry is no re-send and the rate limit is not used up', async () => {
+    await helper.load([accountNode], [accountConfig(sandbox, 'acct1', 'Signal acct1')]);
+    const number = nextNumber();
+    const undelivered = failCodeRequests(1);
+    try {
+      const failed = await start('acct1', { number, captcha: 'x' });
+      expectError(failed, 502, 'REGISTRATION', 'CODE_NOT_SENT');
+    } finally {
+      undelivered.restore();
+    }
+    assert.equal((await start('acct1', { number, captcha: 'x' })).status, 200, 'retry');
+    // The two re-sends the limit leaves (3 per hour, the attempt included) both go through.
+    for (let i = 0; i < 2; i++)
+      assert.equal((await start('acct1', { number })).status, 200, 're-send');
+    expectError(await start('acct1', { number }), 429, 'RATE_LIMITED');
+    const requests = ((await registry()).audit ?? []).filter(
+      (a) => a.number === number && a.action === 'code-request',
+    );
+    assert.deepEqual(
+      requests.map((a) => [a.outcome, a.reason]),
+      [
+        ['allowed', 'sms'],
+        ['refused', 'not sent by Signal (CODE_NOT_SENT): not counted'],
+        ['allowed', 'sms'],
+        ['allowed', 'sms, re-sent'],
+        ['allowed', 'sms, re-sent'],
+        ['rate-limited', 'retry in 3600 s'],
+      ],
+    );
   });
 
   it('registering a number active elsewhere says that install was signed out', async () => {
