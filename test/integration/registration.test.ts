@@ -178,7 +178,9 @@ describe('integration: registering a number of its own', function () {
       (await guard.list()).map((e) => [e.number, e.state, e.protected]),
       [[number, 'pending', true]],
     );
-    await first.verifyRegistration('111111');
+    // A protected registration takes its code only with its secret (never reaching Signal without).
+    await assert.rejects(first.verifyRegistration('111111'), { reason: 'NOT_OWNER' });
+    await first.verifyRegistration('111111', 'owner secret');
     assert.deepEqual(
       (await guard.list()).map((e) => [e.number, e.state, e.via]),
       [[number, 'verified', 'registered']],
