@@ -1,7 +1,39 @@
 /** What tests do to the mock server's simulated phones that the mock has no call for. */
 import assert from 'node:assert/strict';
 import type { PrivateKey, PublicKey } from '@signalapp/libsignal-client';
-import type { PrimaryDevice } from './sandbox';
+import type { SignalClient } from '../../core/client';
+import type { PrimaryDevice, Sandbox } from './sandbox';
+
+/** The mock server's record of a device (ours, as it sees it). */
+export type MockDevice = NonNullable<
+  Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>
+>;
+
+/** Our linked device as the mock server knows it. */
+export async function ourDevice(sandbox: Sandbox, client: SignalClient): Promise<MockDevice> {
+  const account = client.account;
+  assert.ok(account);
+  const device = await sandbox.server.getDeviceByServiceId(
+    account.aci as never,
+    account.deviceId as never,
+  );
+  assert.ok(device, 'the mock knows our linked device');
+  return device;
+}
+
+/**
+ * A mock phone can write to us only after building a session from one of our one-time keys: it
+ * fetches one (the key leaves the server, as a real first contact's fetch does).
+ */
+export async function introduce(
+  sandbox: Sandbox,
+  client: SignalClient,
+  from: PrimaryDevice,
+): Promise<MockDevice> {
+  const device = await ourDevice(sandbox, client);
+  await from.addSingleUseKey(device, await device.popSingleUseKey());
+  return device;
+}
 
 /**
  * The phone reinstalls Signal: same ACI, a new identity key and registration id, new prekeys on the

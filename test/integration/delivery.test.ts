@@ -23,24 +23,7 @@ import {
   type Sandbox,
 } from './helpers';
 import { until } from '../harness/wait';
-
-type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
-
-async function introduce(
-  sandbox: Sandbox,
-  client: SignalClient,
-  from: PrimaryDevice,
-): Promise<Device> {
-  const account = client.account;
-  assert.ok(account);
-  const device = await sandbox.server.getDeviceByServiceId(
-    account.aci as never,
-    account.deviceId as never,
-  );
-  assert.ok(device);
-  await from.addSingleUseKey(device, await device.popSingleUseKey());
-  return device;
-}
+import { introduce } from '../harness/mock-phone';
 
 function collectBodies(client: SignalClient): string[] {
   const bodies: string[] = [];

@@ -18,9 +18,7 @@ import {
   type PrimaryDevice,
   type Sandbox,
 } from './helpers';
-import { reinstallPhone } from '../harness/mock-phone';
-
-type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
+import { introduce, reinstallPhone } from '../harness/mock-phone';
 
 function nextMessage(
   client: SignalClient,
@@ -35,28 +33,6 @@ function nextMessage(
     };
     client.on('event', on);
   });
-}
-
-async function ourDevice(sandbox: Sandbox, client: SignalClient): Promise<Device> {
-  const account = client.account;
-  assert.ok(account);
-  const device = await sandbox.server.getDeviceByServiceId(
-    account.aci as never,
-    account.deviceId as never,
-  );
-  assert.ok(device, 'the mock knows our linked device');
-  return device;
-}
-
-/** A mock primary can write to us only after building a session from one of our one-time keys. */
-async function introduce(
-  sandbox: Sandbox,
-  client: SignalClient,
-  from: PrimaryDevice,
-): Promise<Device> {
-  const device = await ourDevice(sandbox, client);
-  await from.addSingleUseKey(device, await device.popSingleUseKey());
-  return device;
 }
 
 /** Counts the key fetches the client's sender makes (its network calls, by kind). */

@@ -1,30 +1,11 @@
 import assert from 'node:assert/strict';
 import { getKeyCounts } from '../../core/api';
-import type { SignalClient } from '../../core/client';
 import type { IncomingEvent } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+import { linkClient, startSandbox, withTimeout, type Sandbox } from './helpers';
 import { until } from '../harness/wait';
-
-type Device = NonNullable<Awaited<ReturnType<Sandbox['server']['getDeviceByServiceId']>>>;
+import { introduce } from '../harness/mock-phone';
 
 const DAY = 24 * 60 * 60 * 1000;
-
-/** `from` fetches one of our prekey bundles (a one-time key leaves the server) and can then write. */
-async function introduce(
-  sandbox: Sandbox,
-  client: SignalClient,
-  from: PrimaryDevice,
-): Promise<Device> {
-  const account = client.account;
-  assert.ok(account);
-  const device = await sandbox.server.getDeviceByServiceId(
-    account.aci as never,
-    account.deviceId as never,
-  );
-  assert.ok(device);
-  await from.addSingleUseKey(device, await device.popSingleUseKey());
-  return device;
-}
 
 describe('integration: prekey maintenance and store upkeep', function () {
   this.timeout(120_000);

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
@@ -25,6 +24,7 @@ import {
   statusesOf,
   type AccountTestNode,
   type TestNode,
+  freshDataDirPerTest,
 } from './support';
 
 const nodes = [accountNode, outNode, inNode, lookupNode];
@@ -59,7 +59,6 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
   let sandbox: Sandbox;
   let alice: PrimaryDevice;
   let bob: PrimaryDevice;
-  let dataDir: string;
 
   before(async () => {
     sandbox = await startSandbox();
@@ -69,14 +68,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
   after(async () => {
     await sandbox.close();
   });
-  beforeEach(() => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-account-'));
-    helper.settings({ signalAccountDataDir: dataDir });
-  });
-  afterEach(async () => {
-    await helper.unload();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const data = freshDataDirPerTest('sigflow-account-');
 
   const flowNodes = (account: string) => [
     { id: 'out1', type: 'signal-out', account, to: '', wires: [['sink']] },
@@ -122,7 +114,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
     // while Node-RED is stopped).
     await helper.unload();
     const offline = await SignalClient.open({
-      dataFile: path.join(dataDir, 'acct1.db'),
+      dataFile: path.join(data.dir, 'acct1.db'),
       environment: sandbox.environment,
     });
     offline.storeForTesting?.account.update({ password: 'not-the-password' });
@@ -149,8 +141,8 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       text: 'connected',
     });
     assert.ok(
-      fs.readdirSync(dataDir).some((f) => /^acct1\.db\.unlinked-/.test(f)),
-      fs.readdirSync(dataDir).join(', '),
+      fs.readdirSync(data.dir).some((f) => /^acct1\.db\.unlinked-/.test(f)),
+      fs.readdirSync(data.dir).join(', '),
     );
     const sent = nextInput(helper.getNode('sink') as TestNode, (m) => m.payload === 'relinked');
     (helper.getNode('out1') as TestNode).receive({ payload: 'relinked', to: bob.device.aci });

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
@@ -31,6 +30,7 @@ import {
   statusesOf,
   type AccountTestNode,
   type TestNode,
+  freshDataDirPerTest,
 } from './support';
 
 type FlowNode = Record<string, unknown> & { id: string; type: string };
@@ -103,7 +103,6 @@ describe('examples (each examples/*.json in the test helper, against the mock se
   let bob: PrimaryDevice;
   let carol: PrimaryDevice;
   let dave: PrimaryDevice;
-  let dataDir: string;
 
   before(async () => {
     sandbox = await startSandbox();
@@ -116,14 +115,7 @@ describe('examples (each examples/*.json in the test helper, against the mock se
   after(async () => {
     await sandbox.close();
   });
-  beforeEach(() => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-examples-'));
-    helper.settings({ signalAccountDataDir: dataDir });
-  });
-  afterEach(async () => {
-    await helper.unload();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  freshDataDirPerTest('sigflow-examples-');
 
   /**
    * An example as the editor imports it: on a tab (Node-RED drops placed nodes that sit on none),

@@ -4,9 +4,6 @@
  * server with a contact who reinstalls Signal.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import inNode = require('../../nodes/signal-in');
@@ -19,6 +16,7 @@ import {
   nextError,
   nextInput,
   type TestNode,
+  freshDataDirPerTest,
 } from './support';
 import { reinstallPhone } from '../harness/mock-phone';
 
@@ -53,7 +51,6 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
   let sandbox: Sandbox;
   let alice: PrimaryDevice;
   let bob: PrimaryDevice;
-  let dataDir: string;
 
   before(async () => {
     sandbox = await startSandbox();
@@ -63,14 +60,7 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
   after(async () => {
     await sandbox.close();
   });
-  beforeEach(() => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-identity-'));
-    helper.settings({ signalAccountDataDir: dataDir });
-  });
-  afterEach(async () => {
-    await helper.unload();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  freshDataDirPerTest('sigflow-identity-');
 
   /** A block-policy account, linked, that has sent to Bob once (so it knows his identity). */
   async function blockingAccount(): Promise<{ out: TestNode; sink: TestNode }> {

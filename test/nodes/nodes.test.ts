@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 // The helper ships no types: the few calls used here are typed by hand.
 const helper = require('node-red-node-test-helper') as {
   init(runtimePath: string): void;
@@ -39,7 +36,7 @@ import lookupNode = require('../../nodes/signal-lookup');
 const functionNode = require('@node-red/nodes/core/function/10-function.js') as unknown;
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { poll } from './support';
+import { poll, freshDataDirPerTest } from './support';
 
 helper.init(require.resolve('node-red'));
 
@@ -76,7 +73,6 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   let sandbox: Sandbox;
   let alice: PrimaryDevice;
   let bob: PrimaryDevice;
-  let dataDir: string;
 
   before(async () => {
     sandbox = await startSandbox();
@@ -86,14 +82,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   after(async () => {
     await sandbox.close();
   });
-  beforeEach(() => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-nodes-'));
-    helper.settings({ signalAccountDataDir: dataDir });
-  });
-  afterEach(async () => {
-    await helper.unload();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  freshDataDirPerTest('sigflow-nodes-');
 
   const account = () => ({
     id: 'acct1',

@@ -4,6 +4,9 @@
  * the way the editor does, with a mock phone approving.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { SignalClient } from '../../core/client';
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
 import { withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
@@ -186,4 +189,21 @@ export async function linkThroughAdminRoutes(
     'connected',
   );
   return { url: waiting.url };
+}
+
+/**
+ * Per test: a fresh signal data folder for the test helper's Node-RED (signalAccountDataDir); after
+ * the test, its flows are unloaded and the folder removed. Call inside a describe().
+ */
+export function freshDataDirPerTest(prefix: string): { readonly dir: string } {
+  const state = { dir: '' };
+  beforeEach(() => {
+    state.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    helper.settings({ signalAccountDataDir: state.dir });
+  });
+  afterEach(async () => {
+    await helper.unload();
+    fs.rmSync(state.dir, { recursive: true, force: true });
+  });
+  return state;
 }
