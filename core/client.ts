@@ -237,7 +237,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
 
   /**
    * Links this client to a phone as a secondary device. `onUrl` receives each `sgnl://linkdevice` URL
-   * to show as a QR code (a secret: never log it). Resolves when linked and connected.
+   * to show as a QR code (a secret: never log it). Resolves when linked: the account is saved, then
+   * connected with its one-time keys uploaded; a failure of that last step is logged, not thrown
+   * (the account exists and the socket keeps reconnecting, as after registering).
    */
   async link(opts: { signal?: AbortSignal; onUrl: (url: string) => void }): Promise<AccountInfo> {
     this.assertOpen();
@@ -386,18 +388,8 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       if (this.store === store) this.store = null;
       throw new ClosedError();
     }
-    // One-time keys for both identities (§3 step 6) go up before maintenance starts checking counts,
-    // or both would generate and upload a batch.
-    this.holdMaintenance = true;
-    try {
-      await this.connect();
-      for (const kind of ['aci', 'pni'] as const) {
-        await api.uploadKeys(this.requireChat(), kind, this.generateOneTime(kind, ONE_TIME_KEYS));
-      }
-    } finally {
-      this.holdMaintenance = false;
-    }
-    if (this.chat?.state === 'connected') this.prekeys?.start();
+    // Connect and upload one-time keys for both identities (§3 step 6), as for a registered account.
+    await this.startNewAccount('linked');
     // Ask the phone for its contacts: they let sends and lookups resolve phone numbers (§7).
     await this.requestSync().catch((e: unknown) =>
       this.logger.warn('could not request contacts', e),
