@@ -19,6 +19,7 @@ import {
 } from '@signalapp/libsignal-client';
 import { AccountEntropyPool, SvrKey } from '@signalapp/libsignal-client/dist/AccountKeys.js';
 import * as api from './api';
+import { deviceCapabilities } from './account/capabilities';
 import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
 import { decryptProvisionEnvelope } from './crypto/provisioning';
 import { normalizeNumber } from './directory/number';
@@ -341,11 +342,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
           registrationId,
           pniRegistrationId,
           name: encryptDeviceName(deviceName, aciIdentity.publicKey),
-          capabilities: {
-            deleteSync: true,
-            versionedExpirationTimer: true,
-            storageServiceEncryptionV2Capability: true,
-          },
+          capabilities: deviceCapabilities(),
         },
         aciSignedPreKey: aciSigned.upload,
         pniSignedPreKey: pniSigned.upload,
@@ -504,14 +501,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         fetchesMessages: true,
         registrationId,
         pniRegistrationId,
-        capabilities: {
-          attachmentBackfill: true,
-          spqr: true,
-          usernameChangeSyncMessage: true,
-          deleteSync: true,
-          versionedExpirationTimer: true,
-          storageServiceEncryptionV2Capability: true,
-        },
+        capabilities: deviceCapabilities(),
         unidentifiedAccessKey: Array.from(deriveAccessKey(profileKey)),
         unrestrictedUnidentifiedAccess: false,
         discoverableByPhoneNumber: true,

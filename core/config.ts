@@ -35,9 +35,54 @@ export interface EnvironmentOptions {
   trustRoots?: string | string[];
   transport?: TransportKind;
   cdnUrls?: Record<number, string>;
+  /**
+   * User-Agent to send instead of USER_AGENT: only for a custom server (one that asks its clients
+   * to name themselves some other way). Signal's own servers always get the honest default.
+   */
+  userAgent?: string;
 }
 
-export const USER_AGENT = 'Signal-Desktop/7.0.0 sigflow/0.1';
+/** The version in the package.json of the package named `name`, found upward from `from`. */
+function versionOf(name: string, from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === name && pkg.version) return pkg.version;
+    }
+    if (path.dirname(dir) === dir) return '0.0.0';
+  }
+}
+
+/**
+ * How the engine names itself to Signal's servers: honestly, as itself and the libsignal it runs.
+ * Signal-Server reads `Signal-(Android|Desktop|iOS)/<version>` as one of Signal's own apps and
+ * answers 499 to all of it once that version is below its minimum (RemoteDeprecationFilter,
+ * PROTOCOL.md §12); any other name is held instead to having the `spqr` capability, which this
+ * engine declares (core/account/capabilities.ts).
+ */
+export const USER_AGENT = `sigflow/${versionOf('@sigflow/node-red-signal', __dirname)} libsignal/${
+  (require('@signalapp/libsignal-client/package.json') as { version: string }).version
+}`;
+
+/** The value of the X-Signal-Agent header Signal-Server records a linking client's kind from. */
+export const SIGNAL_AGENT = 'sigflow';
+
+const FIRST_PARTY_AGENT = /^Signal-(Android|Desktop|iOS)\//i;
+
+function customUserAgent(input: string | undefined): string {
+  const ua = (input ?? '').trim();
+  if (!ua) return USER_AGENT;
+  if (!/^[\x20-\x7e]{1,200}$/.test(ua)) {
+    throw new InvalidInputError('The User-Agent must be 1 to 200 printable ASCII characters');
+  }
+  if (FIRST_PARTY_AGENT.test(ua)) {
+    throw new InvalidInputError(
+      `The User-Agent "${ua}" names one of Signal's own apps; this client must name itself`,
+    );
+  }
+  return ua;
+}
 
 /** Signal's root CA for its own hosts, shipped with the package (core/assets/signal-root-ca.pem). */
 export function signalRootCa(): string {
@@ -127,7 +172,7 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         trustRoots,
         transport: opts.transport ?? 'auto',
         cdsi: null,
-        userAgent: USER_AGENT,
+        userAgent: customUserAgent(opts.userAgent),
       };
     }
     default:

@@ -344,7 +344,10 @@ const validateCertificate = ajv.compile<{ certificate: string }>({
 });
 
 export async function getSenderCertificate(requester: ChatRequester): Promise<Uint8Array> {
-  const res = await call(requester, 'GET', '/v1/certificate/delivery');
+  // Without includeE164=false Signal-Server puts the account's phone number into every sealed-sender
+  // certificate (CertificateController defaults it to true); Signal's apps ask for it this way
+  // unless the user shares their number, and this engine never shares it.
+  const res = await call(requester, 'GET', '/v1/certificate/delivery?includeE164=false');
   if (res.status !== 200) fail(res, 'Fetching the sender certificate');
   return fromB64(parse(res, validateCertificate, 'Fetching the sender certificate').certificate);
 }

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Long, WebSocketMessage, toDecimalString } from '../../proto';
-import type { Environment } from '../config';
+import { SIGNAL_AGENT, type Environment } from '../config';
 import { ClosedError, NetworkError, ProtocolError, SignalError, TimeoutError } from '../errors';
 import type { Logger } from '../log';
 import { openTransport, type FrameTransport } from './transport';
@@ -110,9 +110,9 @@ export class ChatConnection extends EventEmitter<ChatConnectionEvents> implement
   static async open(opts: ConnectionOptions): Promise<ChatConnection> {
     const headers: Record<string, string> = {
       'User-Agent': opts.env.userAgent,
-      // Signal's servers read the platform from X-Signal-Agent; Desktop-compatible clients send
-      // 'OWD' there and the versioned product in User-Agent (PROTOCOL.md §1: a stable identity).
-      'X-Signal-Agent': 'OWD',
+      // Signal-Server records a linking client's kind from X-Signal-Agent and holds User-Agent to
+      // its rules for Signal's own apps (PROTOCOL.md §1, §12): both name this engine, never an app.
+      'X-Signal-Agent': SIGNAL_AGENT,
     };
     if (opts.auth)
       headers.Authorization = authorizationHeader(opts.auth.username, opts.auth.password);

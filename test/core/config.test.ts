@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { PublicKey } from '@signalapp/libsignal-client';
-import { parseTrustRoots, resolveEnvironment } from '../../core/config';
+import { parseTrustRoots, resolveEnvironment, USER_AGENT } from '../../core/config';
+import { deviceCapabilities } from '../../core/account/capabilities';
+import { projectRoot } from '../harness/node-red';
 
 describe('config: environments', () => {
   it("production pins Signal's own root CA and its two sealed-sender trust roots", () => {
@@ -83,5 +87,61 @@ describe('config: environments', () => {
       ],
     );
     assert.throws(() => parseTrustRoots('abcd'), /not a base64 33-byte public key/);
+  });
+});
+
+describe('config: how the client names itself', () => {
+  const pem = resolveEnvironment({ server: 'production' }).caCert;
+  const custom = {
+    server: 'custom' as const,
+    serviceUrl: 'https://signal.example',
+    caCert: pem,
+    trustRoots: 'BXu6QIKVz5MA8gstzfOgRQGqyLqOwNKHL6INkv3IHWMF',
+  };
+
+  it("names sigflow and libsignal with their installed versions, never one of Signal's apps", () => {
+    const ownVersion = (
+      JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
+    const libsignal = (require('@signalapp/libsignal-client/package.json') as { version: string })
+      .version;
+    assert.equal(USER_AGENT, `sigflow/${ownVersion} libsignal/${libsignal}`);
+    // Signal-Server's RemoteDeprecationFilter pattern for its own apps (PROTOCOL.md §12).
+    assert.doesNotMatch(USER_AGENT, /^Signal-(Android|Desktop|iOS)\/([^ ]+)( (.+))?$/i);
+    for (const server of ['production', 'staging'] as const)
+      assert.equal(resolveEnvironment({ server }).userAgent, USER_AGENT);
+    assert.equal(resolveEnvironment(custom).userAgent, USER_AGENT);
+  });
+
+  it('a custom server may be given another User-Agent, but not a Signal app name or control bytes', () => {
+    assert.equal(
+      resolveEnvironment({ ...custom, userAgent: ' my-gateway/2 ' }).userAgent,
+      'my-gateway/2',
+    );
+    assert.throws(
+      () => resolveEnvironment({ ...custom, userAgent: 'Signal-Desktop/7.80.0' }),
+      /names one of Signal's own apps/,
+    );
+    assert.throws(
+      () => resolveEnvironment({ ...custom, userAgent: 'a\r\nX-Injected: 1' }),
+      /printable ASCII/,
+    );
+  });
+
+  it('declares one capability set for link and registration: spqr, and only what the engine does', () => {
+    const claimed = Object.entries(deviceCapabilities())
+      .filter(([, on]) => on)
+      .map(([name]) => name);
+    assert.deepEqual(claimed, ['spqr', 'usernameChangeSyncMessage']);
+    assert.equal(deviceCapabilities().attachmentBackfill, false);
+    for (const unimplemented of [
+      'deleteSync',
+      'versionedExpirationTimer',
+      'storageServiceEncryptionV2Capability',
+      'ssre2',
+    ])
+      assert.equal(deviceCapabilities()[unimplemented], undefined, unimplemented);
   });
 });
