@@ -35,6 +35,7 @@ import {
 } from './crypto/keys';
 import {
   CancelledError,
+  ClientTooOldError,
   ClosedError,
   InvalidInputError,
   NotLinkedError,
@@ -700,6 +701,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       case 'unlinked':
         this.prekeys?.stop();
         return this.setState('unlinked', err ?? new UnauthorizedError());
+      case 'expired':
+        this.prekeys?.stop();
+        return this.setState('expired', err ?? new ClientTooOldError());
       default:
         return;
     }

@@ -23,6 +23,8 @@ export type SignalErrorCode =
   | 'PROTOCOL'
   | 'STORE'
   | 'REGISTRATION'
+  | 'CLIENT_TOO_OLD'
+  | 'ENVIRONMENT_MISMATCH'
   | 'CLOSED';
 
 export class SignalError extends Error {
@@ -107,6 +109,41 @@ export class UnauthorizedError extends SignalError {
     options?: { cause?: unknown },
   ) {
     super('UNAUTHORIZED', message, options);
+  }
+}
+
+/**
+ * HTTP 499 (PROTOCOL.md §12): Signal-Server will not serve this client any more until it is updated
+ * (its remote deprecation, or a capability it now requires). Retrying changes nothing: the client
+ * stops connecting (state `expired`) and tries again at most once an hour, as the server's
+ * configuration may change.
+ */
+export class ClientTooOldError extends SignalError {
+  constructor(what = 'Signal', options?: { cause?: unknown }) {
+    super(
+      'CLIENT_TOO_OLD',
+      `${what}: Signal's server refused this client as too old (HTTP 499); update @sigflow/node-red-signal`,
+      options,
+    );
+  }
+}
+
+/**
+ * The account was linked or registered on another server than the one configured now. Opening it
+ * there would send its password to a host that never issued it, so it is refused before any
+ * connection is made.
+ */
+export class EnvironmentMismatchError extends SignalError {
+  readonly accountEnvironment: string;
+  readonly configuredEnvironment: string;
+  constructor(accountEnvironment: string, configuredEnvironment: string) {
+    super(
+      'ENVIRONMENT_MISMATCH',
+      `This account belongs to the ${accountEnvironment} server, but ${configuredEnvironment} is ` +
+        `configured: set the server back, or link or register this account anew`,
+    );
+    this.accountEnvironment = accountEnvironment;
+    this.configuredEnvironment = configuredEnvironment;
   }
 }
 

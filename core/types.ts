@@ -14,8 +14,19 @@ export interface AccountInfo {
   deviceId: number;
 }
 
+/**
+ * `expired`: Signal's server refused this client as too old (HTTP 499, CLIENT_TOO_OLD); it tries
+ * again once an hour, and an update of the package is what fixes it.
+ */
 export type ClientState =
-  'idle' | 'linking' | 'connecting' | 'connected' | 'disconnected' | 'unlinked' | 'closed';
+  | 'idle'
+  | 'linking'
+  | 'connecting'
+  | 'connected'
+  | 'disconnected'
+  | 'unlinked'
+  | 'expired'
+  | 'closed';
 
 export interface SendResult {
   timestamp: number;

@@ -6,6 +6,7 @@
 import Ajv, { type JSONSchemaType, type ValidateFunction } from 'ajv';
 import {
   ChallengeRequiredError,
+  ClientTooOldError,
   NotOnSignalError,
   ProtocolError,
   RateLimitedError,
@@ -40,6 +41,7 @@ function retryAfter(res: ChatResponse): number {
 
 /** The statuses any call may meet; call-specific ones are handled before this. */
 function fail(res: ChatResponse, what: string): never {
+  if (res.status === 499) throw new ClientTooOldError(what);
   if (res.status === 401 || res.status === 403) {
     throw new UnauthorizedError(
       `${what}: the server refused this device's credentials (${res.status})`,
@@ -130,8 +132,14 @@ export async function linkDevice(
   });
   if (res.status === 403)
     throw new UnauthorizedError('Linking refused: the code from the phone was not accepted');
+  // Signal-Server's DeviceController answers 409 when the new device lacks a capability it requires
+  // of new devices, or one every device of the account has (PROTOCOL.md §12): the fault is this
+  // client's, not the phone's.
   if (res.status === 409)
-    throw new ServerError(409, 'Linking (the account needs a newer Signal app)');
+    throw new ServerError(
+      409,
+      'Linking (Signal requires a device capability this client lacks: update @sigflow/node-red-signal)',
+    );
   if (res.status === 411)
     throw new ServerError(411, 'Linking (the account already has the most linked devices)');
   if (res.status !== 200) fail(res, 'Linking');

@@ -3,11 +3,14 @@
  * backoff and jitter (1 s doubling to a 60 s cap by default), and a `closing` flag so nothing
  * reconnects after close(). Bad credentials (close 3000, or 401/403 on the upgrade) stop it in the
  * `unlinked` state; another connection taking over (4409) stops it too, reported, never fought over.
+ * HTTP 499 (on the upgrade or on any request) means Signal will not serve this client until it is
+ * updated (PROTOCOL.md §12): it stops in the `expired` state and tries again once an hour.
  * Requests made while it is reconnecting wait for the socket, within their own timeout.
  */
 import { EventEmitter } from 'node:events';
 import type { Environment } from '../config';
 import {
+  ClientTooOldError,
   ClosedError,
   ConnectedElsewhereError,
   NetworkError,
@@ -25,7 +28,10 @@ import {
 import type { ChatRequest, ChatRequester, ChatResponse, IncomingRequestHandler } from './types';
 
 export type ChatState =
-  'idle' | 'connecting' | 'connected' | 'disconnected' | 'unlinked' | 'closed';
+  'idle' | 'connecting' | 'connected' | 'disconnected' | 'unlinked' | 'expired' | 'closed';
+
+/** After a 499 the server may be reconfigured, not the client: one retry an hour, no loop. */
+export const EXPIRED_RETRY_MS = 60 * 60 * 1000;
 
 export interface BackoffOptions {
   baseMs: number;
@@ -50,6 +56,8 @@ export interface PersistentChatOptions {
   backoff?: BackoffOptions;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Delay of the one retry after a 499 (default EXPIRED_RETRY_MS). */
+  expiredRetryMs?: number;
   /** For logs: 'chat' or 'unauthenticated chat'. */
   name?: string;
 }
@@ -169,6 +177,7 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
         e instanceof SignalError ? e : new SignalError('NETWORK', String(e), { cause: e });
       // PROTOCOL.md §2: 401/403 on the upgrade = the device is unlinked; retrying cannot help.
       if (err instanceof UnauthorizedError) return this.stop('unlinked', err);
+      if (err instanceof ClientTooOldError) return this.expire(err);
       this.opts.logger.info(`${this.name}: connect failed: ${err.message}`);
       return this.scheduleReconnect(err);
     }
@@ -230,8 +239,29 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
     this.notify('reconnecting', { attempt, delayMs, error: err });
   }
 
+  /**
+   * 499: this client is refused until updated. Stop (the socket goes: the server answers nothing
+   * else on it), fail waiting requests with the error, and look again once after EXPIRED_RETRY_MS.
+   */
+  private expire(err: ClientTooOldError): void {
+    if (this.closing || this.stateValue === 'expired') return;
+    const conn = this.conn;
+    this.conn = null;
+    if (conn) void conn.close(1000, 'client too old');
+    this.stop('expired', err);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const delayMs = this.opts.expiredRetryMs ?? EXPIRED_RETRY_MS;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closing) return;
+      this.stopped = false;
+      void this.connectOnce();
+    }, delayMs);
+    this.notify('reconnecting', { attempt: 0, delayMs, error: err });
+  }
+
   /** Stops for good (until start() after fixing the cause): no reconnect loop. */
-  private stop(state: 'unlinked' | 'disconnected', err: SignalError): void {
+  private stop(state: 'unlinked' | 'disconnected' | 'expired', err: SignalError): void {
     this.opts.logger.warn(`${this.name}: ${err.message}`);
     this.stopped = true;
     this.attempt = 0;
@@ -281,7 +311,13 @@ export class PersistentChat extends EventEmitter<PersistentChatEvents> implement
     const timeoutMs = req.timeoutMs ?? this.opts.requestTimeoutMs ?? 30_000;
     const started = Date.now();
     const conn = await this.waitConnected(timeoutMs);
-    return conn.request({ ...req, timeoutMs: Math.max(1000, timeoutMs - (Date.now() - started)) });
+    const res = await conn.request({
+      ...req,
+      timeoutMs: Math.max(1000, timeoutMs - (Date.now() - started)),
+    });
+    // The caller maps the 499 to its own ClientTooOldError; the socket stops here either way.
+    if (res.status === 499) this.expire(new ClientTooOldError(`${req.verb} ${req.path}`));
+    return res;
   }
 
   /** Drops the current socket so that it reconnects (used by tests and fault injection). */

@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import WebSocket from 'ws';
 import type { Environment, TransportKind } from '../config';
 import {
+  ClientTooOldError,
   CancelledError,
   NetworkError,
   SignalError,
@@ -187,6 +188,7 @@ function wsUrl(env: Environment, path: string): string {
 }
 
 function statusError(status: number, what: string): SignalError {
+  if (status === 499) return new ClientTooOldError(what);
   if (status === 401 || status === 403) {
     return new UnauthorizedError(
       `${what}: the server refused this device's credentials (HTTP ${status})`,

@@ -11,7 +11,13 @@
  * core/crypto: this module takes the prepared upload objects.
  */
 import Ajv from 'ajv';
-import { InvalidInputError, InvalidNumberError, ProtocolError, RateLimitedError } from '../errors';
+import {
+  ClientTooOldError,
+  InvalidInputError,
+  InvalidNumberError,
+  ProtocolError,
+  RateLimitedError,
+} from '../errors';
 import { ServerError, UnauthorizedError } from '../errors';
 import { normalizeNumber } from '../directory/number';
 import type { ChatRequester, ChatResponse, HttpVerb } from '../net/types';
@@ -210,6 +216,8 @@ function sessionNotFound(): RegistrationError {
 
 /** Statuses any step may meet, after the step's own. */
 function fail(res: ChatResponse, what: string): never {
+  // POST /v1/registration without a capability Signal requires is answered 499 (PROTOCOL.md §12).
+  if (res.status === 499) throw new ClientTooOldError(what);
   if (res.status === 402) throw new CaptchaRequiredError(undefined);
   if (res.status === 413 || res.status === 429) {
     throw new RateLimitedError(retryAfterHeader(res) ?? 60, what);

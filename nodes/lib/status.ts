@@ -18,6 +18,9 @@ export function statusFor(state: ClientState | 'error', detail?: string): NodeSt
       return { fill: 'yellow', shape: 'ring', text: 'linking' };
     case 'unlinked':
       return { fill: 'red', shape: 'ring', text: 'not linked' };
+    case 'expired':
+      // HTTP 499 (CLIENT_TOO_OLD): only an update of the package helps.
+      return { fill: 'red', shape: 'ring', text: 'update needed' };
     case 'idle':
       return { fill: 'grey', shape: 'ring', text: 'not linked' };
     case 'closed':

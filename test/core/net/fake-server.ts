@@ -137,7 +137,14 @@ export async function startFakeChatServer(opts: FakeServerOptions = {}): Promise
         if (!r) return;
         fake.requests.push(`${r.verb} ${r.path}`);
         if (r.path === '/v1/keepalive' && fake.silent) return;
-        const status = r.path === '/v1/slow' ? null : r.path === '/v1/missing' ? 404 : 200;
+        const status =
+          r.path === '/v1/slow'
+            ? null
+            : r.path === '/v1/missing'
+              ? 404
+              : r.path === '/v1/too-old'
+                ? 499
+                : 200;
         if (status === null) return; // never answered: the client's timeout must fire
         ws.send(
           WebSocketMessage.encode({

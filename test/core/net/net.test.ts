@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { ChatConnection } from '../../../core/net/connection';
-import { PersistentChat, backoffDelay, type ReconnectInfo } from '../../../core/net/persistent';
+import {
+  EXPIRED_RETRY_MS,
+  PersistentChat,
+  backoffDelay,
+  type ReconnectInfo,
+} from '../../../core/net/persistent';
 import { detectTransport } from '../../../core/net/transport';
 import { resolveEnvironment, signalRootCa } from '../../../core/config';
 import {
   CancelledError,
+  ClientTooOldError,
   ClosedError,
   NetworkError,
   ServerError,
@@ -438,6 +444,67 @@ describe('net', function () {
       assert.equal(chat.state, 'unlinked');
       await new Promise((r) => setTimeout(r, 400));
       assert.equal(server.upgrades, 1);
+    });
+
+    it('a 499 on the upgrade stops it as expired (CLIENT_TOO_OLD), with one retry an hour, no loop', async () => {
+      server.refuseWith = 499;
+      const chat = new PersistentChat({ env: server.env, logger: silentLogger, ...fast });
+      closers.push(() => chat.close());
+      const retries: ReconnectInfo[] = [];
+      chat.on('reconnecting', (r) => retries.push(r));
+      await assert.rejects(
+        chat.waitConnected(3000),
+        (e: unknown) => e instanceof ClientTooOldError && e.code === 'CLIENT_TOO_OLD',
+      );
+      assert.equal(chat.state, 'expired');
+      assert.match(chat.lastError?.message ?? '', /HTTP 499.*update @sigflow\/node-red-signal/);
+      // The fast backoff would have retried a dozen times by now; an expired client waits an hour.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(server.upgrades, 1);
+      assert.deepEqual(
+        retries.map((r) => r.delayMs),
+        [EXPIRED_RETRY_MS],
+      );
+      assert.ok(EXPIRED_RETRY_MS >= 60 * 60 * 1000);
+      // Requests fail at once with the reason instead of waiting for a connection.
+      await assert.rejects(
+        chat.request({ verb: 'GET', path: '/v1/x', timeoutMs: 5000 }),
+        (e: unknown) => (e as { code?: string }).code === 'CLIENT_TOO_OLD',
+      );
+      assert.equal(server.upgrades, 1);
+    });
+
+    it('after a 499 it looks again once per retry period, and connects once the server serves it', async () => {
+      server.refuseWith = 499;
+      const chat = new PersistentChat({
+        env: server.env,
+        logger: silentLogger,
+        ...fast,
+        expiredRetryMs: 300,
+      });
+      closers.push(() => chat.close());
+      chat.start();
+      await until(() => chat.state === 'expired', 3000, 'expired');
+      await until(() => server.upgrades === 2, 3000, 'the one retry');
+      await until(() => chat.state === 'expired', 3000, 'expired again');
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(server.upgrades, 2, 'no retry before the period is over');
+      server.refuseWith = null;
+      await until(() => chat.state === 'connected', 3000, 'served again');
+      assert.equal(server.upgrades, 3);
+    });
+
+    it('a 499 answer to a request stops the socket as expired; the caller still gets the answer', async () => {
+      const chat = new PersistentChat({ env: server.env, logger: silentLogger, ...fast });
+      closers.push(() => chat.close());
+      await chat.waitConnected(5000);
+      const res = await chat.request({ verb: 'GET', path: '/v1/too-old' });
+      assert.equal(res.status, 499);
+      assert.equal(chat.state, 'expired');
+      assert.equal(chat.lastError?.code, 'CLIENT_TOO_OLD');
+      await until(() => server.sockets.length === 0, 3000, 'the socket is closed');
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(server.upgrades, 1, 'no reconnect');
     });
 
     it('stops on close code 3000 (bad credentials) and reports 4409 without fighting over it', async () => {
