@@ -20,7 +20,12 @@ import {
 import { AccountEntropyPool, SvrKey } from '@signalapp/libsignal-client/dist/AccountKeys.js';
 import * as api from './api';
 import { deviceCapabilities } from './account/capabilities';
-import { resolveEnvironment, type Environment, type EnvironmentOptions } from './config';
+import {
+  environmentKey,
+  resolveEnvironment,
+  type Environment,
+  type EnvironmentOptions,
+} from './config';
 import { decryptProvisionEnvelope } from './crypto/provisioning';
 import { normalizeNumber } from './directory/number';
 import { Directory, resolveRecipient, type CdsiBackend } from './directory';
@@ -35,8 +40,10 @@ import {
 } from './crypto/keys';
 import {
   CancelledError,
+  ChallengeRequiredError,
   ClientTooOldError,
   ClosedError,
+  EnvironmentMismatchError,
   InvalidInputError,
   NotLinkedError,
   NotOnSignalError,
@@ -150,6 +157,10 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   /** From the contacts request after linking until the phone answers (bounded): see lookup(). */
   private contactsArrival: { done: Promise<void>; settle: () => void } | null = null;
   private discarding: Promise<string> | null = null;
+  /** The last challenge a send met (see pendingChallenge). */
+  private challenge: { token: string; options: string[]; since: number } | null = null;
+  /** Set when the account file belongs to another server than the configured one (see openStore). */
+  private mismatch: EnvironmentMismatchError | null = null;
   private readonly now: () => number;
 
   private constructor(
@@ -209,7 +220,35 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       onIdentityChange: (serviceId) => this.onIdentityChange(serviceId),
       ...(this.options.now ? { now: this.options.now } : {}),
     });
+    this.checkEnvironment(this.store);
     return this.store;
+  }
+
+  /**
+   * An account speaks only to the server that issued its credentials: against any other, connect()
+   * and every request refuse with ENVIRONMENT_MISMATCH before a socket opens, so changing the
+   * config node's server never sends the password (Basic auth) to another host. Files written by
+   * sigflow 0.1 recorded a custom server without its URL: the URL configured at the first open
+   * after the update is taken as the account's, once.
+   */
+  private checkEnvironment(store: SignalStore): void {
+    const account = store.account.get();
+    const configured = environmentKey(this.environment);
+    this.mismatch = null;
+    if (!account || account.environment === configured) return;
+    if (account.environment === 'custom' && this.environment.name === 'custom') {
+      store.account.update({ environment: configured });
+      this.logger.info(`account's server recorded as ${configured}`);
+      return;
+    }
+    this.mismatch = new EnvironmentMismatchError(account.environment, configured);
+    this.logger.warn(this.mismatch.message);
+    this.setState('unlinked', this.mismatch);
+  }
+
+  /** The reason this account cannot be used with the configured server, if there is one. */
+  get environmentMismatch(): EnvironmentMismatchError | null {
+    return this.mismatch;
   }
 
   /**
@@ -370,7 +409,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         profileKey: message.profileKey?.length ? new Uint8Array(message.profileKey) : null,
         masterKey: message.masterKey?.length ? new Uint8Array(message.masterKey) : null,
         accountEntropyPool: message.accountEntropyPool || null,
-        environment: this.environment.name,
+        environment: environmentKey(this.environment),
         deviceName,
       });
       store.saveSignedPreKey('aci', aciSigned.record);
@@ -535,7 +574,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         profileKey,
         masterKey,
         accountEntropyPool,
-        environment: this.environment.name,
+        environment: environmentKey(this.environment),
         deviceName: null,
       });
       store.saveSignedPreKey('aci', aciSigned.record);
@@ -614,6 +653,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
    */
   async connect(timeoutMs = 30_000): Promise<void> {
     this.assertOpen();
+    if (this.mismatch) throw this.mismatch;
     const store = this.requireStore();
     const account = store.requireAccount();
     if (!this.chat) {
@@ -898,8 +938,45 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       // A number whose account is gone must not keep resolving from the cache.
       if (e instanceof NotOnSignalError && recipient !== serviceId)
         this.directoryValue?.forget([recipient]);
+      if (e instanceof ChallengeRequiredError)
+        this.challenge = { token: e.token, options: e.options, since: this.now() };
       throw e;
     }
+  }
+
+  /**
+   * The challenge Signal last asked for (HTTP 428 on a send), until it is answered: what the
+   * account's dialog shows. The token is not a secret of the account (it only names the challenge).
+   */
+  get pendingChallenge(): { token: string; options: string[]; since: number } | null {
+    return this.challenge;
+  }
+
+  /**
+   * Answers a 428 challenge with a solved captcha (PROTOCOL.md §12, `PUT /v1/challenge`): the
+   * captcha is the `signalcaptcha://…` link from Signal's captcha page (the prefix may be left off);
+   * the token is the challenge's, from the failed send's error, or else the pending one. Afterwards
+   * the refused sends can be retried. A captcha that did not pass fails CHALLENGE_REQUIRED.
+   */
+  async submitChallenge(args: { captcha: string; token?: string }): Promise<void> {
+    this.assertOpen();
+    const captcha =
+      typeof args?.captcha === 'string'
+        ? args.captcha.trim().replace(/^signalcaptcha:\/\//, '')
+        : '';
+    if (!captcha) throw new InvalidInputError('Give the solved captcha (signalcaptcha://…)');
+    if (args.token !== undefined && (typeof args.token !== 'string' || !args.token.trim()))
+      throw new InvalidInputError('The challenge token must be non-empty text');
+    const token = args.token?.trim() ?? this.challenge?.token;
+    if (!token) {
+      throw new InvalidInputError(
+        'No challenge is pending: give the token from the failed send (error.token)',
+      );
+    }
+    this.requireStore();
+    await api.submitCaptchaChallenge(this.requireChat(), { token, captcha });
+    if (this.challenge?.token === token) this.challenge = null;
+    this.logger.info('challenge answered; refused sends can be retried');
   }
 
   /**
@@ -1053,9 +1130,10 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.assertOpen();
     if (this.stateValue !== 'unlinked' || !this.store) {
       throw new InvalidInputError(
-        'Only an account Signal no longer accepts (state unlinked) can be discarded',
+        'Only an account Signal no longer accepts (state unlinked), or one of another server, can be discarded',
       );
     }
+    this.mismatch = null;
     await this.teardownAccount();
     // close() may have come meanwhile: the store is closed either way, and the file stays.
     this.assertOpen();

@@ -103,6 +103,14 @@ export function parseTrustRoots(input: string | string[] | undefined): string[] 
   return roots;
 }
 
+/**
+ * What an account file records of the server it belongs to: `production`, `staging`, or
+ * `custom <chat URL>`. An account opened against another server would send its password there.
+ */
+export function environmentKey(env: Environment): string {
+  return env.name === 'custom' ? `custom ${env.chatUrl}` : env.name;
+}
+
 export function resolveEnvironment(opts: EnvironmentOptions): Environment {
   switch (opts.server) {
     case 'production':

@@ -81,10 +81,12 @@ export class RateLimitedError extends SignalError {
 export class ChallengeRequiredError extends SignalError {
   readonly token: string;
   readonly options: string[];
-  constructor(token: string, options: string[], cause?: unknown) {
+  constructor(token: string, options: string[], cause?: unknown, message?: string) {
     super(
       'CHALLENGE_REQUIRED',
-      `Signal requires a challenge (${options.join(', ') || 'captcha'}) before sending more messages`,
+      message ??
+        `Signal requires a challenge (${options.join(', ') || 'captcha'}) before sending more messages: ` +
+          `solve a captcha and answer it (the account's dialog, or msg.challenge on signal-out)`,
       { cause },
     );
     this.token = token;

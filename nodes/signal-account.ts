@@ -32,6 +32,8 @@ interface AccountConfig {
   identityTrust?: IdentityTrust;
   /** ISO 3166 two-letter country for numbers written without a country code; optional. */
   region?: string;
+  /** Custom server only: the User-Agent to send instead of sigflow's own. */
+  userAgent?: string;
 }
 
 interface LinkSession {
@@ -53,6 +55,7 @@ function environmentOf(c: AccountConfig): EnvironmentOptions {
         serviceUrl: c.serviceUrl ?? '',
         caCert: c.caCert ?? '',
         trustRoots: c.trustRoots ?? '',
+        ...(c.userAgent ? { userAgent: c.userAgent } : {}),
       }
     : { server };
 }
@@ -119,7 +122,13 @@ export = function register(RED: RED): void {
       });
       client.on('state', (s, err) => setState(s, err?.code));
       client.on('event', (ev: IncomingEvent) => node.events.emit('event', ev));
-      if (client.account && !closing) {
+      const mismatch = client.environmentMismatch;
+      if (mismatch) {
+        // Linked or registered on another server: nothing connects (the password stays here) until
+        // the server is set back, or Link device / registering sets this account aside.
+        node.error(mismatch.message);
+        setState('error', mismatch.code);
+      } else if (client.account && !closing) {
         client.connect().catch((e: unknown) => {
           if (!closing)
             logger.warn(`connect failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -165,7 +174,7 @@ export = function register(RED: RED): void {
   const read = RED.auth.needsPermission('signal-account.read');
   const write = RED.auth.needsPermission('signal-account.write');
 
-  const publicSession = (s: LinkSession) => ({
+  const publicSession = (s: LinkSession): Partial<LinkSession> => ({
     state: s.state,
     ...(s.url ? { url: s.url } : {}),
     ...(s.qr ? { qr: s.qr } : {}),
@@ -311,18 +320,46 @@ export = function register(RED: RED): void {
     })();
   });
 
+  /** 404 for an id that is neither deployed nor being linked or registered from the editor. */
+  const unknownAccount = (res: RedResponse, id: string): void => {
+    res.status(404).json({
+      error: {
+        code: 'NOT_FOUND',
+        message: `No Signal account ${id} is deployed, being linked or being registered`,
+      },
+    });
+  };
+
+  /**
+   * Whether this request would pass signal-account.write, asked of Node-RED's own permission check
+   * (the route itself needs only .read). Without adminAuth everyone may.
+   */
+  const mayWrite = (req: RedRequest): Promise<boolean> =>
+    new Promise((resolve) => {
+      const refused = { status: () => ({ end: () => resolve(false), json: () => resolve(false) }) };
+      write(req, refused as unknown as RedResponse, () => resolve(true));
+    });
+
+  // The link's state is for readers; its URL and QR code only for those who may link (whoever
+  // scans them takes the account), so a signal-account.read user gets the state without them.
   RED.httpAdmin.get('/signal-account/:id/link', read, (req: RedRequest, res: RedResponse) => {
     const id = req.params.id ?? '';
-    const session = sessions.get(id);
-    if (session) return res.json(publicSession(session));
     void (async () => {
+      const session = sessions.get(id);
+      if (session) {
+        const visible = publicSession(session);
+        if (!(await mayWrite(req))) {
+          delete visible.url;
+          delete visible.qr;
+        }
+        return res.json(visible);
+      }
       const node = deployed(id);
-      const account = node
-        ? await node.client().then(
-            (c) => c.account,
-            () => null,
-          )
-        : null;
+      if (!node) return unknownAccount(res, id);
+      const account = await node.client().then(
+        (c) => c.account,
+        () => null,
+      );
       res.json(account ? { state: 'linked', account: summary(account) } : { state: 'idle' });
     })();
   });
@@ -358,9 +395,48 @@ export = function register(RED: RED): void {
         });
         return;
       }
-      // Not deployed: no client runs for it, so it is idle whether or not it has an account file.
-      if (!fs.existsSync(file)) return res.json({ linked: false, connected: false, state: 'idle' });
-      res.json({ linked: true, connected: false, state: 'idle' });
+      // Not deployed: no client runs for it, so it is idle whether or not it has an account file
+      // (linked from the editor before the first deploy).
+      if (fs.existsSync(file)) return res.json({ linked: true, connected: false, state: 'idle' });
+      if (sessions.has(id) || registering.has(id))
+        return res.json({ linked: false, connected: false, state: 'idle' });
+      unknownAccount(res, id);
+    })();
+  });
+
+  // ------------------------------------------------------------------ rate-limit challenges
+  //
+  // A send Signal answers 428 fails CHALLENGE_REQUIRED until a captcha is solved and handed back
+  // (PUT /v1/challenge). The dialog shows the pending challenge and takes the signalcaptcha:// link.
+  // Both routes need signal-account.write: answering one lets the account send again.
+
+  RED.httpAdmin.get('/signal-account/:id/challenge', write, (req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      try {
+        const client = await identityClient(req, res);
+        if (!client) return;
+        res.json({ pending: client.pendingChallenge });
+      } catch (e) {
+        sendError(res, e);
+      }
+    })();
+  });
+
+  RED.httpAdmin.post('/signal-account/:id/challenge', write, (req: RedRequest, res: RedResponse) => {
+    void (async () => {
+      try {
+        const body = bodyOf(req);
+        const captcha = stringField(body, 'captcha');
+        const token = stringField(body, 'token');
+        if (!captcha)
+          throw new SignalError('INVALID_INPUT', 'Paste the solved captcha (signalcaptcha://…)');
+        const client = await identityClient(req, res);
+        if (!client) return;
+        await client.submitChallenge({ captcha, ...(token ? { token } : {}) });
+        res.json({ state: 'accepted' });
+      } catch (e) {
+        sendError(res, e);
+      }
     })();
   });
 
@@ -476,7 +552,14 @@ export = function register(RED: RED): void {
   /** The editor's current server settings, checked as the link route checks them. */
   const settingsOf = (body: Record<string, unknown>): AccountConfig => {
     const c: AccountConfig = {};
-    for (const k of ['server', 'serviceUrl', 'caCert', 'trustRoots', 'deviceName'] as const) {
+    for (const k of [
+      'server',
+      'serviceUrl',
+      'caCert',
+      'trustRoots',
+      'deviceName',
+      'userAgent',
+    ] as const) {
       const v = stringField(body, k);
       if (v !== undefined) (c as Record<string, string>)[k] = v;
     }
@@ -596,7 +679,8 @@ export = function register(RED: RED): void {
         const id = req.params.id ?? '';
         dataFileFor(id);
         const client = await registrationClient(id);
-        res.json(client ? client.registration : { state: 'idle' });
+        if (!client) return unknownAccount(res, id);
+        res.json(client.registration);
       } catch (e) {
         sendError(res, e);
       }
@@ -614,7 +698,8 @@ export = function register(RED: RED): void {
           dataFileFor(id);
           const secret = stringField(bodyOf(req), 'secret');
           client = await registrationClient(id);
-          res.json(client ? await client.cancelRegistration(secret) : { state: 'idle' });
+          if (!client) return unknownAccount(res, id);
+          res.json(await client.cancelRegistration(secret));
         } catch (e) {
           sendError(res, e);
         } finally {

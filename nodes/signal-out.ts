@@ -2,11 +2,11 @@
  * signal-out: sends msg.payload as a Signal message to msg.to (or the node's "To"): one recipient or
  * many. Per-recipient results go on msg.signal; any failure also reaches Catch nodes via done(err).
  */
-import { SignalError } from '../core/errors';
+import { InvalidInputError, SignalError } from '../core/errors';
 import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
 import type { Node, NodeMessage, RED } from './lib/red';
 import { recipientsOf, textOf, type SendOutcome } from './lib/msg';
-import { codeOf, fail } from './lib/status';
+import { errorFields, fail } from './lib/status';
 import { serviceIdOf } from './lib/identity';
 
 /** Recipients of one msg sent at the same time. */
@@ -54,6 +54,33 @@ export = function register(RED: RED): void {
               return fail(node, e, msg, done);
             }
           }
+          // A flow answers a rate-limit challenge (HTTP 428) here: msg.challenge = {captcha, token?}
+          // with the signalcaptcha:// link solved at Signal's captcha page; then it retries sends.
+          if (msg.challenge !== undefined) {
+            try {
+              const c = msg.challenge as { captcha?: unknown; token?: unknown } | null;
+              if (typeof c !== 'object' || c === null || Array.isArray(c))
+                throw new InvalidInputError('msg.challenge must be an object {captcha, token?}');
+              if (typeof c.captcha !== 'string')
+                throw new InvalidInputError(
+                  'msg.challenge.captcha must be the signalcaptcha:// text',
+                );
+              if (c.token !== undefined && typeof c.token !== 'string')
+                throw new InvalidInputError('msg.challenge.token must be text');
+              await (
+                await linkedClient(account)
+              ).submitChallenge({
+                captcha: c.captcha,
+                ...(c.token !== undefined ? { token: c.token } : {}),
+              });
+              msg.signal = { challenge: 'accepted' };
+              node.status({ fill: 'green', shape: 'dot', text: 'challenge accepted' });
+              send(msg);
+              return done();
+            } catch (e) {
+              return fail(node, e, msg, done);
+            }
+          }
           let text: string;
           let recipients: string[];
           let client;
@@ -74,11 +101,7 @@ export = function register(RED: RED): void {
               const r = await client.send(to, text);
               return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
             } catch (e) {
-              return {
-                to,
-                status: 'failed',
-                error: { code: codeOf(e), message: e instanceof Error ? e.message : String(e) },
-              };
+              return { to, status: 'failed', error: errorFields(e) };
             }
           };
           let next = 0;
@@ -101,11 +124,15 @@ export = function register(RED: RED): void {
             return done();
           }
           const first = failed[0]?.error;
+          // Node-RED hands a Catch node the error's code, stack and cause only: the typed fields
+          // of the first failure (retryAfterSeconds, token, the recipient) ride on msg.error.cause,
+          // and every recipient's on msg.signal.results[i].error.
           const err = new SignalError(
             (first?.code as SignalError['code']) ?? 'SERVER',
             failed.length === 1
               ? `Sending to ${failed[0]?.to} failed: ${first?.message}`
               : `Sending failed for ${failed.length} of ${results.length} recipients (first: ${failed[0]?.to}: ${first?.message})`,
+            { cause: { to: failed[0]?.to, ...first } },
           );
           fail(node, err, msg, done);
         })();

@@ -7,6 +7,7 @@ import Ajv, { type JSONSchemaType, type ValidateFunction } from 'ajv';
 import {
   ChallengeRequiredError,
   ClientTooOldError,
+  InvalidInputError,
   NotOnSignalError,
   ProtocolError,
   RateLimitedError,
@@ -341,6 +342,35 @@ export async function sendMessages(
     default:
       return fail(res, 'Sending');
   }
+}
+
+// ---- challenges ----
+
+/**
+ * `PUT /v1/challenge` (PROTOCOL.md §12): answers a 428 with a solved captcha, after which the
+ * refused sends can go again. 428 here means the captcha did not pass.
+ */
+export async function submitCaptchaChallenge(
+  requester: ChatRequester,
+  args: { token: string; captcha: string },
+): Promise<void> {
+  const what = 'Answering the challenge';
+  const res = await call(requester, 'PUT', '/v1/challenge', {
+    type: 'captcha',
+    token: args.token,
+    captcha: args.captcha,
+  });
+  if (res.status === 200) return;
+  if (res.status === 428)
+    throw new ChallengeRequiredError(
+      args.token,
+      ['captcha'],
+      undefined,
+      'The captcha did not pass',
+    );
+  if (res.status === 400 || res.status === 422)
+    throw new InvalidInputError(`${what}: the server refused the token or captcha (${res.status})`);
+  fail(res, what);
 }
 
 // ---- certificate, directory ----

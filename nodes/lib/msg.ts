@@ -2,6 +2,7 @@
 import { classifyRecipient } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
+import type { ErrorFields } from './status';
 import type { IncomingEvent, LookupSource } from '../../core/types';
 import type { NodeMessage } from './red';
 
@@ -28,7 +29,7 @@ export interface SendOutcome {
   /** This recipient's own message timestamp (each recipient's send gets one of its own). */
   timestamp?: number;
   status: 'sent' | 'failed';
-  error?: { code: string; message: string };
+  error?: ErrorFields;
 }
 
 /** "null", "an array", "a number (42)": what a flow actually sent, for error messages. */

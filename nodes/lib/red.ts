@@ -43,7 +43,7 @@ export interface RedResponse {
   json(body: unknown): void;
   send(body?: unknown): void;
 }
-type Handler = (req: RedRequest, res: RedResponse) => void;
+type Handler = (req: RedRequest, res: RedResponse, next?: () => void) => void;
 
 export interface RED {
   nodes: {

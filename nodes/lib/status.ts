@@ -35,6 +35,38 @@ export function statusFor(state: ClientState | 'error', detail?: string): NodeSt
   }
 }
 
+/**
+ * What a flow can act on, beside the code and the message: when to retry, the challenge token, the
+ * recipient or number it concerns. Never a secret: these are the typed fields of the engine's
+ * errors (core/errors.ts), copied by name.
+ */
+export interface ErrorFields {
+  code: string;
+  message: string;
+  retryAfterSeconds?: number;
+  token?: string;
+  options?: string[];
+  recipient?: string;
+  serviceId?: string;
+  number?: string;
+}
+
+export function errorFields(err: unknown): ErrorFields {
+  const fields: ErrorFields = {
+    code: codeOf(err),
+    message: err instanceof Error ? err.message : String(err),
+  };
+  if (!(err instanceof SignalError)) return fields;
+  const e = err as SignalError & Record<string, unknown>;
+  if (typeof e.retryAfterSeconds === 'number') fields.retryAfterSeconds = e.retryAfterSeconds;
+  if (typeof e.token === 'string') fields.token = e.token;
+  if (Array.isArray(e.options)) fields.options = (e.options as unknown[]).map(String);
+  if (typeof e.recipient === 'string') fields.recipient = e.recipient;
+  if (typeof e.serviceId === 'string') fields.serviceId = e.serviceId;
+  if (typeof e.number === 'string') fields.number = e.number;
+  return fields;
+}
+
 /** The error's stable code, for msg.error and Catch nodes. */
 export function codeOf(err: unknown): string {
   return err instanceof SignalError ? err.code : 'ERROR';

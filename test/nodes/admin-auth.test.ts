@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { startNodeRed, type NodeRedProcess } from '../harness/node-red';
 import { startSandbox, type Sandbox } from '../harness/sandbox';
 import { accountConfig } from './support';
@@ -101,9 +103,17 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
   async function call(
     route: Route,
     token?: string,
+    accountId?: string,
   ): Promise<{
     status: number;
-    body: { state?: string; linked?: boolean; pending?: unknown[]; error?: { message?: string } };
+    body: {
+      state?: string;
+      linked?: boolean;
+      pending?: unknown[];
+      url?: string;
+      qr?: string;
+      error?: { code?: string; message?: string };
+    };
   }> {
     const [method, what] = route.split(' ') as [string, string];
     // Approving names a contact; linking sends the server settings.
@@ -116,7 +126,7 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
             caCert: sandbox.caCert,
             trustRoots: sandbox.trustRoot,
           };
-    const account = what.startsWith('identities') ? 'acct2' : 'acct1';
+    const account = accountId ?? (what.startsWith('identities') ? 'acct2' : 'acct1');
     const res = await fetch(`${red.url}/signal-account/${account}/${what}`, {
       method,
       headers: {
@@ -143,15 +153,22 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
     assert.equal(await linkState(), before, `a refused request by ${who} changed the link state`);
   }
 
-  /** Reads answer 200 with the documented shapes. */
+  /**
+   * Reads reach the routes, which answer with the documented shapes: an id that is neither deployed
+   * nor being linked answers 404 NOT_FOUND (JSON from the route, not the guard's 401), and creates
+   * nothing; acct2 is deployed.
+   */
   async function expectReads(token: string, who: string) {
-    const link = await call('GET link', token);
-    assert.equal(link.status, 200, `GET link by ${who}`);
-    assert.match(String(link.body.state), /^(idle|waiting|cancelled|failed|linked)$/);
-    const status = await call('GET status', token);
-    assert.equal(status.status, 200, `GET status by ${who}`);
-    assert.equal(status.body.linked, false);
-    assert.equal(status.body.state, 'idle');
+    for (const route of ['GET link', 'GET status'] as const) {
+      const r = await call(route, token, 'nosuchaccount');
+      assert.equal(r.status, 404, `${route} by ${who}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.code, 'NOT_FOUND');
+      assert.match(
+        String(r.body.error?.message),
+        /nosuchaccount is deployed, being linked or being/,
+      );
+    }
+    assert.equal(fs.existsSync(path.join(red.dataDir, 'nosuchaccount.db')), false);
     const identities = await call('GET identities', token);
     assert.equal(
       identities.status,
@@ -187,6 +204,29 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
     assert.equal((await call('POST link', bearer.admin)).status, 202);
     await expectRefused(['DELETE link'], bearer.reader, 'reader');
     assert.equal(await linkState(), 'waiting');
+    assert.equal((await call('DELETE link', bearer.admin)).status, 200);
+  });
+
+  it('the link URL and QR code go only to users who may link; readers see the state without them', async () => {
+    assert.equal((await call('POST link', bearer.admin)).status, 202);
+    let admin = await call('GET link', bearer.admin);
+    for (let i = 0; i < 100 && !admin.body.qr; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      admin = await call('GET link', bearer.admin);
+    }
+    assert.equal(admin.body.state, 'waiting');
+    assert.match(String(admin.body.url), /^sgnl:\/\/linkdevice\?/);
+    assert.match(String(admin.body.qr), /<svg/);
+    for (const [token, who] of [
+      [bearer.reader, 'reader'],
+      [tokens.signalRead, 'a signal-account.read token'],
+    ] as const) {
+      const r = await call('GET link', token);
+      assert.equal(r.status, 200, who);
+      assert.equal(r.body.state, 'waiting', who);
+      assert.equal(r.body.url, undefined, `${who} got the link URL`);
+      assert.equal(r.body.qr, undefined, `${who} got the QR code`);
+    }
     assert.equal((await call('DELETE link', bearer.admin)).status, 200);
   });
 
