@@ -422,23 +422,27 @@ export = function register(RED: RED): void {
     })();
   });
 
-  RED.httpAdmin.post('/signal-account/:id/challenge', write, (req: RedRequest, res: RedResponse) => {
-    void (async () => {
-      try {
-        const body = bodyOf(req);
-        const captcha = stringField(body, 'captcha');
-        const token = stringField(body, 'token');
-        if (!captcha)
-          throw new SignalError('INVALID_INPUT', 'Paste the solved captcha (signalcaptcha://…)');
-        const client = await identityClient(req, res);
-        if (!client) return;
-        await client.submitChallenge({ captcha, ...(token ? { token } : {}) });
-        res.json({ state: 'accepted' });
-      } catch (e) {
-        sendError(res, e);
-      }
-    })();
-  });
+  RED.httpAdmin.post(
+    '/signal-account/:id/challenge',
+    write,
+    (req: RedRequest, res: RedResponse) => {
+      void (async () => {
+        try {
+          const body = bodyOf(req);
+          const captcha = stringField(body, 'captcha');
+          const token = stringField(body, 'token');
+          if (!captcha)
+            throw new SignalError('INVALID_INPUT', 'Paste the solved captcha (signalcaptcha://…)');
+          const client = await identityClient(req, res);
+          if (!client) return;
+          await client.submitChallenge({ captcha, ...(token ? { token } : {}) });
+          res.json({ state: 'accepted' });
+        } catch (e) {
+          sendError(res, e);
+        }
+      })();
+    },
+  );
 
   // ------------------------------------------------------------------ changed safety numbers
   //
