@@ -570,6 +570,28 @@ describe('harness: strict sandbox options', function () {
     } finally {
       await box.close();
     }
+    // Without a `report`, the line goes to stderr, where a test's output shows it.
+    const plain = await startSandbox();
+    const written: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      await assert.rejects(open(plain, OLD_DESKTOP), /HTTP 499/);
+    } finally {
+      process.stderr.write = write;
+      await plain.close();
+    }
+    assert.ok(
+      written.some((l) =>
+        l.startsWith(
+          '[strict sandbox] rule user-agent-first-party-too-old refused GET /v1/websocket/:',
+        ),
+      ),
+      written.join(''),
+    );
     await assert.rejects(
       startSandbox({ conformance: { disable: ['no-such-rule' as RuleName] } }),
       /no rule named no-such-rule/,

@@ -414,7 +414,11 @@ function basicCredentials(
   return { username: decoded.slice(0, i), password: decoded.slice(i + 1) };
 }
 
-/** Signal's CDNs and the other services the mock stands in for are not Signal-Server's chat. */
+/**
+ * CDN downloads: Signal's CDNs are storage buckets, not Signal-Server, so no User-Agent rule applies.
+ * The mock's other HTTP routes (storage, groups, calling: Signal's other services in production) are
+ * held to RemoteDeprecationFilter's rules all the same, a little stricter than production may be.
+ */
 const NOT_CHAT = /^\/(cdn\d*|attachments|stickers|updates2)\//;
 
 /** Throws on options that name no rule or a minimum that is not a semantic version. */
