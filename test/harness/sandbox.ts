@@ -8,6 +8,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { EnvironmentOptions } from '../../core/config';
+import {
+  checkConformanceOptions,
+  installConformance,
+  type Conformance,
+  type ConformanceOptions,
+} from './conformance';
 import { installPolyfills } from './polyfill';
 
 installPolyfills();
@@ -31,6 +37,11 @@ export interface Sandbox {
   trustRoot: string;
   /** What a SignalClient needs to use this server: `resolveEnvironment(sandbox.environment)`. */
   environment: EnvironmentOptions;
+  /**
+   * The strict sandbox (./conformance.ts): the mock held to Signal-Server's rules, on for every
+   * sandbox. `conformance.fired` lists the rules that refused something.
+   */
+  conformance: Conformance;
   /** Every credential the `/v2/directory/auth` route handed out, in order. */
   directoryCredentials: Array<{ username: string; password: string }>;
   createPrimary(opts?: {
@@ -50,6 +61,11 @@ export interface Sandbox {
 export interface SandboxOptions {
   /** Cap on each client's and the server's close (default 5000 ms). */
   closeTimeoutMs?: number;
+  /**
+   * The strict sandbox's settings: minimum Signal app versions, requireSpqr, rules to turn off
+   * (for a test that deliberately drives old behaviour). Its rules are on by default.
+   */
+  conformance?: ConformanceOptions;
 }
 
 /** Races a promise against a timeout; the mock's waitFor* helpers have none of their own. */
@@ -123,10 +139,14 @@ async function bounded(p: Promise<unknown> | unknown, ms: number): Promise<boole
 
 export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> {
   const closeTimeoutMs = opts.closeTimeoutMs ?? 5000;
+  // Before anything is started, so that bad options leave nothing behind.
+  checkConformanceOptions(opts.conformance);
   installDirectoryAuthRoute();
   const cdn3Path = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-cdn3-'));
   const server = new mock.Server({ cdn3Path });
   await server.listen(0, '127.0.0.1');
+  // Before anything connects: from the first upgrade on, the mock refuses what Signal would.
+  const conformance = installConformance(server, opts.conformance);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const certs = await mock.loadCertificates();
@@ -142,6 +162,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     url,
     caCert,
     trustRoot,
+    conformance,
     environment: {
       server: 'custom',
       serviceUrl: url,
