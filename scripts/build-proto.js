@@ -47,4 +47,5 @@ execFileSync(
   { stdio: 'inherit' },
 );
 execFileSync(bin('pbts'), ['--no-comments', '-o', outDts, outJs], { stdio: 'inherit' });
-console.log('proto: compiled', sources.length, 'files');
+// Progress on stderr: `npm pack --json` runs the build (prepack) and its stdout is the JSON.
+console.error('proto: compiled', sources.length, 'files');

@@ -38,6 +38,17 @@ export interface NodeRedOptions {
   settingsSource?: string;
   /** How long to wait for "Started flows". */
   startTimeoutMs?: number;
+  /**
+   * The user dir to run in (created when missing, left in place by stop(): it is the caller's).
+   * Default: a new temporary folder, removed by stop().
+   */
+  userDir?: string;
+  /**
+   * false: this project is not put in nodesDir, so only what is installed in <userDir>/node_modules
+   * loads, as after a user's `npm install` (the packaging test installs the packed tarball there).
+   * Default true.
+   */
+  loadProject?: boolean;
 }
 
 /** The project root: the folder of this package's package.json, from test/ or dist/test/ alike. */
@@ -115,17 +126,20 @@ function packageFolder(root: string, userDir: string): { dir: string; execArgv: 
 
 export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess> {
   const root = projectRoot();
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-node-red-'));
+  const ownUserDir = !opts.userDir;
+  const userDir = opts.userDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-node-red-'));
+  fs.mkdirSync(userDir, { recursive: true });
   const dataDir = path.join(userDir, 'signal');
   const port = await freePort();
-  const nodes = packageFolder(root, userDir);
+  const nodes =
+    opts.loadProject === false ? { dir: null, execArgv: [] } : packageFolder(root, userDir);
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(opts.flows, null, 2));
   const settings = {
     uiHost: '127.0.0.1',
     uiPort: port,
     flowFile: 'flows.json',
     credentialSecret: false,
-    nodesDir: [nodes.dir],
+    ...(nodes.dir ? { nodesDir: [nodes.dir] } : {}),
     signalAccountDataDir: dataDir,
     // No tour, no update check: nothing covers the editor, nothing reaches for the network.
     editorTheme: { tours: false, palette: { catalogues: [] } },
@@ -174,7 +188,7 @@ export async function startNodeRed(opts: NodeRedOptions): Promise<NodeRedProcess
           await exited;
           clearTimeout(killer);
         }
-        fs.rmSync(userDir, { recursive: true, force: true });
+        if (ownUserDir) fs.rmSync(userDir, { recursive: true, force: true });
       })();
       return stopped;
     },
