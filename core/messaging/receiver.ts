@@ -184,7 +184,7 @@ export class Receiver {
   /** ACKs waiting for the next sync, each told whether it succeeded. */
   private unsynced: Array<(durable: boolean) => void> = [];
   /** Emits of rows recorded since the last sync: they follow it (and the ACKs), in order. */
-  private toEmit: Array<{ key: ReceivedKey; events: IncomingEvent[] }> = [];
+  private toEmit: Array<{ key: ReceivedKey; events: IncomingEvent[]; receipt: boolean }> = [];
   /** How many syncs ran (tests and benchmarks: how well envelopes were batched). */
   syncs = 0;
   /** Delivery receipts for emitted messages, batched per sender; null when none are sent. */
@@ -244,7 +244,8 @@ export class Receiver {
   /** Emits events recorded by an earlier run that were ACKed but not yet emitted. */
   replayPending(): number {
     const pending = this.opts.store.listPending();
-    for (const row of pending) this.emitRecorded(row, row.events);
+    // Whether these went to our PNI is not in the log: no receipts for them (see receiptAllowed).
+    for (const row of pending) this.emitRecorded(row, row.events, false);
     return pending.length;
   }
 
@@ -269,9 +270,9 @@ export class Receiver {
     this.receipts?.close();
   }
 
-  private schedule(key: ReceivedKey, events: IncomingEvent[]): void {
+  private schedule(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
     this.scheduled.add(keyString(key));
-    this.toEmit.push({ key, events });
+    this.toEmit.push({ key, events, receipt });
   }
 
   /** Resolves with the envelope's answer once what it recorded is durable (or 500 if not). */
@@ -316,14 +317,14 @@ export class Receiver {
       return;
     }
     setImmediate(() => {
-      for (const { key, events } of emits) {
-        this.emitRecorded(key, events);
+      for (const { key, events, receipt } of emits) {
+        this.emitRecorded(key, events, receipt);
         this.scheduled.delete(keyString(key));
       }
     });
   }
 
-  private emitRecorded(key: ReceivedKey, events: IncomingEvent[]): void {
+  private emitRecorded(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
     if (this.stopped) return;
     for (const ev of events) {
       try {
@@ -342,7 +343,7 @@ export class Receiver {
     // A row is emitted once (a redelivery finds it emitted and is dropped as a duplicate), so each
     // message gets one receipt, and only once it is recorded and ACKed. The receipt names the
     // envelope's timestamp: the sender's id of the message.
-    if (this.receipts && events.some((ev) => this.wantsDeliveryReceipt(ev)))
+    if (receipt && this.receipts && events.some((ev) => this.wantsDeliveryReceipt(ev)))
       this.receipts.add(key.sender, key.timestamp);
   }
 
@@ -664,7 +665,7 @@ export class Receiver {
       if (state === 'pending' && !this.scheduled.has(keyString(key))) {
         // Recorded by an earlier run that stopped before emitting: emit it now, once.
         const pending = this.opts.store.pendingEvents(key);
-        this.schedule(key, pending);
+        this.schedule(key, pending, this.receiptAllowed(envelope));
       } else {
         // A redelivery (a lost ACK, a reconnect): common and harmless, so logged at debug level.
         this.drops.set('duplicate', (this.drops.get('duplicate') ?? 0) + 1);
@@ -676,8 +677,17 @@ export class Receiver {
     }
     this.commitAndLog(uow, key, events, envelope);
     // The handler's status goes out as the ACK when this settles; the emit runs right after it.
-    this.schedule(key, events);
+    this.schedule(key, events, this.receiptAllowed(envelope));
     return 200;
+  }
+
+  /**
+   * A message to our PNI comes from someone who knows only our phone number; anything we send back
+   * comes from our ACI and would tie the two together for them. Signal tells such a sender our ACI
+   * only once the user accepts the chat (its PNI signature message), so no receipt goes for these.
+   */
+  private receiptAllowed(envelope: Envelope): boolean {
+    return this.destinationKind(envelope) === 'aci';
   }
 
   private localAddress(kind: 'aci' | 'pni'): ProtocolAddress {

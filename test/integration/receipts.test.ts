@@ -3,7 +3,7 @@
  * sender, sent apart from the receive path.
  */
 import assert from 'node:assert/strict';
-import { ReceiptType } from '@signalapp/mock-server';
+import { ReceiptType, ServiceIdKind } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
 import type { Receiver } from '../../core/messaging/receiver';
 import { WireType, type SenderApi } from '../../core/messaging/sender';
@@ -126,6 +126,23 @@ describe('integration: delivery receipts', function () {
     assert.equal(bob.getReceiptQueueSize(), 0, 'nothing more for Bob');
     assert.equal(alice.getReceiptQueueSize(), 0, 'nothing for our own phone');
     assert.equal(receiver.receipts?.failed, 0);
+  });
+
+  it('no receipt for a message to our PNI (it would tell a number-only sender our ACI)', async () => {
+    const seen = messages(client);
+    await bob.addSingleUseKey(
+      device,
+      await device.popSingleUseKey(ServiceIdKind.PNI),
+      ServiceIdKind.PNI,
+    );
+    await bob.sendText(device, 'to your number', { serviceIdKind: ServiceIdKind.PNI });
+    await until(() => seen.length === 1, 10_000, 'the message to our PNI');
+    await new Promise((r) => setTimeout(r, AFTER_WINDOW_MS));
+    assert.equal(bob.getReceiptQueueSize(), 0, 'no receipt');
+    // The control: the same sender, to our ACI, gets one.
+    const timestamp = Date.now();
+    await bob.sendText(device, 'to your account', { timestamp });
+    assert.deepEqual(await receiptsCovering(bob, [timestamp]), [[timestamp]]);
   });
 
   it('a receipt send that hangs holds nothing back, and close() leaves no receipt timer behind', async () => {
