@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { ProtocolAddress } from '@signalapp/libsignal-client';
 import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
-import type { Receiver } from '../../core/messaging/receiver';
+import type { Receiver, ReceiverStorePort } from '../../core/messaging/receiver';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
 import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
 import { introduce, type MockDevice } from '../harness/mock-phone';
@@ -130,6 +130,34 @@ describe('integration: group messages with sender keys', function () {
     await until(() => seen.length === 2, 10_000, 'the sender-key message');
     assert.equal(seen[1]?.body, 'then with the key');
     assert.equal(seen[1]?.groupId, group.id);
+    assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
+  });
+
+  it('a sender key is committed with its envelope or not at all: a failed commit is redelivered and then stored', async () => {
+    const group = await bob.createGroup({ title: 'Atomic', members: [bob, alice] });
+    const seen = messages(client);
+    const receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
+    const insert = port.insertReceived.bind(port);
+    let calls = 0;
+    port.insertReceived = (...args) => {
+      if (++calls === 1) throw new Error('disk I/O error');
+      insert(...args);
+    };
+    const distributionId = await bob.sendSenderKey(device);
+    await until(() => calls === 1, 10_000, 'the failed commit');
+    await client.idle();
+    assert.equal(
+      await hasSenderKey(client, bob, distributionId),
+      false,
+      'rolled back with the log row (answered 500: the server keeps the envelope)',
+    );
+    // The next connection gets the envelope again (PROTOCOL.md §2).
+    client.dropConnectionForTesting();
+    await until(() => hasSenderKey(client, bob, distributionId), 10_000, 'stored on redelivery');
+    await bob.sendText(device, 'after the redelivery', { group, sealed: true, distributionId });
+    await until(() => seen.length === 1, 10_000, 'the group message');
+    assert.equal(seen[0]?.body, 'after the redelivery');
     assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
 
