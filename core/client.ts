@@ -53,7 +53,7 @@ import {
 } from './errors';
 import { redactingLogger, silentLogger, type Logger } from './log';
 import { KeyedLock } from './messaging/lock';
-import { nullMessage, syncRequest } from './messaging/content';
+import { deliveryReceipt, nullMessage, syncRequest } from './messaging/content';
 import {
   PreKeyMaintenance,
   storePreKeyPorts,
@@ -670,6 +670,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
         sendRetryRequest: (to, device, plaintext) => this.sendRetryRequest(to, device, plaintext),
         onRetryRequest: (from, device, request) => this.onRetryRequest(from, device, request),
         onQueueEmpty: () => this.emit('queue-empty'),
+        sendDeliveryReceipt: (to, timestamps) => this.sendDeliveryReceipt(to, timestamps),
         onContactsBlob: (blob) => {
           void this.applyContactsBlob(blob).catch((e: unknown) =>
             this.logger.warn('contacts sync failed', e),
@@ -786,7 +787,25 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
           ...(profileKey ? { profileKey } : {}),
           source: number ? 'certificate' : 'message',
         }),
+      contactOf: (aci) => {
+        const c = store.contacts.findByServiceId(aci);
+        return c
+          ? { ...(c.e164 ? { number: c.e164 } : {}), ...(c.name ? { name: c.name } : {}) }
+          : undefined;
+      },
     };
+  }
+
+  /**
+   * One batched delivery receipt (§6, receipts): as the engine sends other content, sealed when the
+   * sender's profile key is known, not urgent (Signal's apps send receipts without a push).
+   */
+  private async sendDeliveryReceipt(to: string, timestamps: number[]): Promise<void> {
+    const sender = this.sender;
+    if (!sender || this.closed) return;
+    await sender.sendContent(to, deliveryReceipt(timestamps), sender.nextTimestamp(), {
+      urgent: false,
+    });
   }
 
   private senderApi(): SenderApi {

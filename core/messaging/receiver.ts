@@ -16,8 +16,10 @@ import {
   PreKeySignalMessage,
   ProtocolAddress,
   PublicKey,
+  SenderKeyDistributionMessage,
   SignalMessage,
   groupDecrypt,
+  processSenderKeyDistributionMessage,
   sealedSenderDecryptToUsmc,
   signalDecrypt,
   signalDecryptPreKey,
@@ -37,6 +39,7 @@ import type { IncomingRequest } from '../net/types';
 import type { IncomingEvent, Sender } from '../types';
 import { contentEffects, parseContent, serviceIdFrom, type ContentEffects } from './content';
 import { KeyedLock } from './lock';
+import { DeliveryReceipts } from './receipts';
 
 export interface ProtocolStores {
   sessions: SessionStore;
@@ -75,6 +78,11 @@ export interface ReceiverStorePort {
    */
   recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
   /**
+   * What the contacts table knows of a sender (a contact synced from the phone, a lookup): one
+   * indexed read by ACI. Fills in the number and name the envelope does not carry.
+   */
+  contactOf?(aci: string): { number?: string; name?: string } | undefined;
+  /**
    * Makes every commit so far durable (on disk, past a power cut). The receiver calls it once per
    * batch of envelopes before ACKing them: the server deletes what we ACK. Without it, commits are
    * taken as durable when made.
@@ -101,6 +109,13 @@ export interface ReceiverOptions {
   onContactsBlob?: (blob: NonNullable<ContentEffects['contactsBlob']>) => void;
   /** The server said its stored queue is drained. */
   onQueueEmpty?: () => void;
+  /**
+   * Sends one delivery receipt message (`to` a bare ACI, the sent timestamps it covers). Without it
+   * no receipts are sent. Called off the receive path, batched (see ./receipts.ts).
+   */
+  sendDeliveryReceipt?: (to: string, timestamps: number[]) => Promise<void>;
+  /** How long a delivery receipt waits for others to the same sender (default 1000 ms). */
+  receiptWindowMs?: number;
   now?: () => number;
   /** Shared with the sender: one session is never encrypted and decrypted at the same time. */
   lock?: KeyedLock;
@@ -169,13 +184,22 @@ export class Receiver {
   /** ACKs waiting for the next sync, each told whether it succeeded. */
   private unsynced: Array<(durable: boolean) => void> = [];
   /** Emits of rows recorded since the last sync: they follow it (and the ACKs), in order. */
-  private toEmit: Array<{ key: ReceivedKey; events: IncomingEvent[] }> = [];
+  private toEmit: Array<{ key: ReceivedKey; events: IncomingEvent[]; receipt: boolean }> = [];
   /** How many syncs ran (tests and benchmarks: how well envelopes were batched). */
   syncs = 0;
+  /** Delivery receipts for emitted messages, batched per sender; null when none are sent. */
+  readonly receipts: DeliveryReceipts | null;
 
   constructor(private readonly opts: ReceiverOptions) {
     this.now = opts.now ?? Date.now;
     this.lock = opts.lock ?? new KeyedLock();
+    this.receipts = opts.sendDeliveryReceipt
+      ? new DeliveryReceipts({
+          send: opts.sendDeliveryReceipt,
+          logger: opts.logger,
+          ...(opts.receiptWindowMs !== undefined ? { windowMs: opts.receiptWindowMs } : {}),
+        })
+      : null;
   }
 
   /** The socket's IncomingRequestHandler for the authenticated chat connection. */
@@ -205,6 +229,9 @@ export class Receiver {
       // Ordered behind every envelope received before it.
       const run = this.queue.then(() => {
         this.opts.onQueueEmpty?.();
+        // The stored queue is drained: the receipts of what it held need not wait for the window.
+        // On the next turn, after the emits of the last batch (scheduled the same way) added theirs.
+        if (this.receipts) setImmediate(() => this.receipts?.flush());
         return 200;
       });
       this.queue = run.catch(() => undefined);
@@ -217,7 +244,8 @@ export class Receiver {
   /** Emits events recorded by an earlier run that were ACKed but not yet emitted. */
   replayPending(): number {
     const pending = this.opts.store.listPending();
-    for (const row of pending) this.emitRecorded(row, row.events);
+    // Whether these went to our PNI is not in the log: no receipts for them (see receiptAllowed).
+    for (const row of pending) this.emitRecorded(row, row.events, false);
     return pending.length;
   }
 
@@ -238,11 +266,13 @@ export class Receiver {
    */
   stop(): void {
     this.stopped = true;
+    // Receipts are best effort (Signal resends none): what is still pending is dropped, no timer left.
+    this.receipts?.close();
   }
 
-  private schedule(key: ReceivedKey, events: IncomingEvent[]): void {
+  private schedule(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
     this.scheduled.add(keyString(key));
-    this.toEmit.push({ key, events });
+    this.toEmit.push({ key, events, receipt });
   }
 
   /** Resolves with the envelope's answer once what it recorded is durable (or 500 if not). */
@@ -287,14 +317,14 @@ export class Receiver {
       return;
     }
     setImmediate(() => {
-      for (const { key, events } of emits) {
-        this.emitRecorded(key, events);
+      for (const { key, events, receipt } of emits) {
+        this.emitRecorded(key, events, receipt);
         this.scheduled.delete(keyString(key));
       }
     });
   }
 
-  private emitRecorded(key: ReceivedKey, events: IncomingEvent[]): void {
+  private emitRecorded(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
     if (this.stopped) return;
     for (const ev of events) {
       try {
@@ -310,6 +340,21 @@ export class Receiver {
       // Emitted but not marked: the next start replays it (at-least-once beats lost).
       this.opts.logger.error('receiver: could not mark an emitted message', e);
     }
+    // A row is emitted once (a redelivery finds it emitted and is dropped as a duplicate), so each
+    // message gets one receipt, and only once it is recorded and ACKed. The receipt names the
+    // envelope's timestamp: the sender's id of the message.
+    if (receipt && this.receipts && events.some((ev) => this.wantsDeliveryReceipt(ev)))
+      this.receipts.add(key.sender, key.timestamp);
+  }
+
+  /**
+   * Signal's apps send a delivery receipt for each data message (reactions included) and edit they
+   * receive; none for receipts, typing, sync transcripts or anything from our own account's devices
+   * (they are not "delivered" to us). Data messages with nothing to show (a profile key update, a
+   * timer change without text) raise no event here, so they get none either.
+   */
+  private wantsDeliveryReceipt(ev: IncomingEvent): boolean {
+    return ev.type === 'message' && ev.from.aci !== this.opts.self.aci;
   }
 
   /** Returns the status to ACK with; 200 whenever the envelope is recorded or deliberately dropped. */
@@ -483,10 +528,12 @@ export class Receiver {
     );
     let effects: ContentEffects;
     let retry: DecryptionErrorMessage | undefined;
+    let content: Content;
     try {
-      const content = parseContent(unpadMessage(plaintext));
+      content = parseContent(unpadMessage(plaintext));
       if (ident.msgType === CiphertextMessageType.Plaintext) onlyRetryRequest(content);
-      effects = contentEffects(content, { from: sender, timestamp, serverTimestamp, sealed });
+      const from = this.withContact(sender);
+      effects = contentEffects(content, { from, timestamp, serverTimestamp, sealed });
       // Parsed now, so that a corrupt retry request is a logged drop, not a failed follow-up.
       if (effects.decryptionError)
         retry = DecryptionErrorMessage.deserialize(new Uint8Array(effects.decryptionError));
@@ -495,6 +542,11 @@ export class Receiver {
       this.commitAndLog(uow, key, [], envelope);
       throw new DropError('malformed-content', (e as Error).message);
     }
+    // A sender key for a group this sender writes to (§6, sender keys): alone in its Content or
+    // beside a message. Stored in this unit of work, so it commits with the session and the log row:
+    // a redelivery of this envelope is a duplicate, and its key must not be lost with it.
+    const skdm = content.senderKeyDistributionMessage;
+    if (skdm && skdm.length > 0) await this.processSenderKey(sender, skdm, uow);
     // What the message tells us about its sender is written in the same transaction as its log row
     // (not one more transaction per message); a failure there must not undo the message's commit.
     const profileKey = effects.profileKey;
@@ -535,6 +587,56 @@ export class Receiver {
     return retry || blob ? { status, after } : { status };
   }
 
+  /**
+   * Stores a sender's SenderKeyDistributionMessage. A malformed or unusable one is logged and
+   * skipped: the rest of the Content (a message beside it) still counts, and the ratchet step that
+   * carried it still commits. A later group message without the key asks for a resend (§6).
+   */
+  private async processSenderKey(
+    sender: Sender,
+    bytes: Uint8Array,
+    uow: UnitOfWork,
+  ): Promise<void> {
+    try {
+      const skdm = SenderKeyDistributionMessage.deserialize(new Uint8Array(bytes));
+      await processSenderKeyDistributionMessage(
+        ProtocolAddress.new(sender.aci, sender.device),
+        skdm,
+        uow.senderKeys,
+      );
+      this.opts.logger.debug(
+        `receiver: stored a sender key of ${sender.aci}.${sender.device} (distribution ${skdm.distributionId()})`,
+      );
+    } catch (e) {
+      this.opts.logger.warn(
+        `receiver: ignored a sender key distribution message from ${sender.aci}.${sender.device}`,
+        e,
+      );
+    }
+  }
+
+  /**
+   * The sender with what the contacts table adds: the number when the envelope does not carry it
+   * (only a sealed envelope whose sender shares it does), and the contact's name. DESIGN.md promises
+   * the number on every message from a known contact.
+   */
+  private withContact(sender: Sender): Sender {
+    if (!this.opts.store.contactOf) return sender;
+    let contact: { number?: string; name?: string } | undefined;
+    try {
+      contact = this.opts.store.contactOf(sender.aci);
+    } catch (e) {
+      // Only a nicety: a failed read must not fail the message.
+      this.opts.logger.warn('receiver: could not read the contact of a sender', e);
+      return sender;
+    }
+    if (!contact) return sender;
+    const number = sender.number ?? contact.number;
+    const name = sender.name ?? contact.name;
+    if (number === sender.number && name === sender.name) return sender;
+    return { ...sender, ...(number ? { number } : {}), ...(name ? { name } : {}) };
+  }
+
   private commitAndLog(
     uow: UnitOfWork | null,
     key: ReceivedKey,
@@ -563,7 +665,7 @@ export class Receiver {
       if (state === 'pending' && !this.scheduled.has(keyString(key))) {
         // Recorded by an earlier run that stopped before emitting: emit it now, once.
         const pending = this.opts.store.pendingEvents(key);
-        this.schedule(key, pending);
+        this.schedule(key, pending, this.receiptAllowed(envelope));
       } else {
         // A redelivery (a lost ACK, a reconnect): common and harmless, so logged at debug level.
         this.drops.set('duplicate', (this.drops.get('duplicate') ?? 0) + 1);
@@ -575,8 +677,17 @@ export class Receiver {
     }
     this.commitAndLog(uow, key, events, envelope);
     // The handler's status goes out as the ACK when this settles; the emit runs right after it.
-    this.schedule(key, events);
+    this.schedule(key, events, this.receiptAllowed(envelope));
     return 200;
+  }
+
+  /**
+   * A message to our PNI comes from someone who knows only our phone number; anything we send back
+   * comes from our ACI and would tie the two together for them. Signal tells such a sender our ACI
+   * only once the user accepts the chat (its PNI signature message), so no receipt goes for these.
+   */
+  private receiptAllowed(envelope: Envelope): boolean {
+    return this.destinationKind(envelope) === 'aci';
   }
 
   private localAddress(kind: 'aci' | 'pni'): ProtocolAddress {

@@ -420,6 +420,8 @@ describe('integration: delivery guarantees and session repair', function () {
       const bodies = collectBodies(client);
       await bob.sendText(device, 'here is my profile key', { withProfileKey: true });
       await until(() => bodies.length === 1, 10_000, "Bob's message");
+      // Our delivery receipt for it goes out within a second: let it, so the PUTs below are ours.
+      await withTimeout(bob.waitForReceipt(), 10_000, 'delivery receipt');
       const sent = await client.send(bob.device.aci, 'sealed original');
       assert.equal(sent.sealed, true);
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
