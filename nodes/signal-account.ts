@@ -681,10 +681,12 @@ export = function register(RED: RED): void {
     void (async () => {
       try {
         const id = req.params.id ?? '';
-        dataFileFor(id);
+        const file = dataFileFor(id);
         const client = await registrationClient(id);
-        if (!client) return unknownAccount(res, id);
-        res.json(client.registration);
+        if (client) return res.json(client.registration);
+        // Nothing in progress: an account registered or linked before its first deploy has a file.
+        if (fs.existsSync(file)) return res.json({ state: 'idle' });
+        unknownAccount(res, id);
       } catch (e) {
         sendError(res, e);
       }

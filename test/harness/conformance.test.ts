@@ -254,11 +254,16 @@ describe('harness: strict sandbox (Signal-Server rules on the mock)', function (
     });
 
     it('answers 499 to a request that names an old Signal app, on the socket and over HTTP', async () => {
-      const res = await chatOf(linked).request({
+      // On an unauthenticated socket of its own: the engine's chat stops as expired on a 499
+      // (CLIENT_TOO_OLD) and the other tests here go on using it, and a second authenticated socket
+      // would take over the device's (4409). The rule answers before any authentication.
+      const conn = await open(sandbox, USER_AGENT);
+      const res = await conn.request({
         verb: 'GET',
         path: '/v1/certificate/delivery?includeE164=false',
         headers: { 'User-Agent': OLD_DESKTOP },
       });
+      await conn.close();
       assertRefused(sandbox, res, 499, 'user-agent-first-party-too-old');
       const http = await http2Get(sandbox, '/v1/storage/manifest', { 'user-agent': OLD_DESKTOP });
       assert.equal(http.status, 499);

@@ -7,6 +7,7 @@
  * test/core/net/net.test.ts; this one runs a whole SignalClient against Signal's mock server.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import net from 'node:net';
 import type { ClientState } from '../../core/types';
 import {
@@ -90,8 +91,14 @@ describe('reliability: a server that stops answering', function () {
     await linked.client.close();
 
     relay = await startRelay(sandbox.port);
+    // The account is bound to the URL it was linked on (ENVIRONMENT_MISMATCH elsewhere): record the
+    // relay's, as if it had been linked through the relay, which forwards to the same server.
+    const relayUrl = `https://127.0.0.1:${relay.port}`;
+    const db = new Database(linked.dataFile);
+    db.prepare('UPDATE account SET environment = ?').run(`custom ${relayUrl}`);
+    db.close();
     const client = await openClient(sandbox, linked.dataFile, {
-      environment: { ...sandbox.environment, serviceUrl: `https://127.0.0.1:${relay.port}` },
+      environment: { ...sandbox.environment, serviceUrl: relayUrl },
       connection: {
         keepalive: { intervalMs: 300, timeoutMs: 400, silenceMs: 3000 },
         backoff: { baseMs: 50, maxMs: 200 },

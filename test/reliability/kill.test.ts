@@ -3,7 +3,8 @@
  * killed twice while receiving them, then runs to the end. The first kill comes from inside at a
  * fixed point (as the 150th envelope starts: the one before it ACKed but not yet emitted, others
  * in flight); the second from the parent, when a hundred more have been emitted (wherever the
- * child happens to be). Every message must come out exactly once across the three runs.
+ * child happens to be). Every message must come out across the three runs, and exactly once,
+ * except the one whose emit the outside kill may have cut before its row was marked emitted.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -59,7 +60,7 @@ describe('reliability: SIGKILL while receiving', function () {
     await sandbox.close();
   });
 
-  it('500 messages, SIGKILLed twice mid-stream (at a fixed envelope, then from outside): each emitted exactly once across the runs', async () => {
+  it('500 messages, SIGKILLed twice mid-stream (at a fixed envelope, then from outside): none lost, each emitted once (the emit the outside kill cut at most twice)', async () => {
     const bob = await sandbox.createPrimary({ profileName: 'Bob' });
     const alice = await sandbox.createPrimary({ profileName: 'Alice' });
     const { client, dataFile } = await linkClient(sandbox, alice);
@@ -134,8 +135,14 @@ describe('reliability: SIGKILL while receiving', function () {
     for (const t of emitted) counts.set(t, (counts.get(t) ?? 0) + 1);
     const missing = expected.filter((t) => !counts.has(t));
     const doubled = [...counts].filter(([, n]) => n > 1).map(([t]) => t);
-    assert.deepEqual({ missing, doubled }, { missing: [], doubled: [] });
-    assert.equal(emitted.length, COUNT);
+    // The one thing a kill from outside may do twice: the emit it cut between the listener's side
+    // effect (this line in the file) and the row marked emitted, a window of one synchronous SQLite
+    // update. That message was ACKed and is emitted again at the next start (at-least-once: the
+    // other order could lose it). Only the last message of the killed run may repeat, only once.
+    const inFlightAtKill = emitted[afterSecond - 1];
+    const allowed = doubled.length === 1 && doubled[0] === inFlightAtKill ? doubled : [];
+    assert.deepEqual({ missing, doubled }, { missing: [], doubled: allowed });
+    assert.equal(emitted.length, COUNT + allowed.length);
     console.log(
       `      emitted ${afterFirst}, then ${afterSecond - afterFirst}, then ${COUNT - afterSecond}; ${redelivered} redeliveries`,
     );
