@@ -17,7 +17,7 @@
  * registration (resume, code, cancel) is checked by the guard policy's checkOwner, the same check
  * the guard registry makes for its records.
  */
-import { InvalidInputError, RateLimitedError, SignalError } from '../errors';
+import { InvalidInputError, SignalError } from '../errors';
 import { normalizeNumber } from '../directory/number';
 import type { Logger } from '../log';
 import type { ChatRequester } from '../net/types';

@@ -256,6 +256,21 @@ export class GuardPolicy {
     };
   }
 
+  /**
+   * The live claim on `e164` at `now` (none when it is failed or expired: the number is free) and
+   * what the owner check says of `secret` for it.
+   */
+  async claim(
+    data: GuardData,
+    e164: string,
+    secret: string | undefined,
+    now: number,
+  ): Promise<{ live: StoredRecord | undefined; verdict: OwnerVerdict }> {
+    const rec = this.effective(data.records[e164], now);
+    const live = rec && rec.state !== 'failed' ? rec : undefined;
+    return { live, verdict: live ? await checkOwner(live.secret, secret) : 'unprotected' };
+  }
+
   /** The ticket's record while it is still the live pending claim of that attempt. */
   current(data: GuardData, ticket: AttemptTicket, now: number): StoredRecord | undefined {
     const rec = data.records[ticket.number];

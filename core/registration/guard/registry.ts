@@ -10,6 +10,7 @@ import { RateLimitedError } from '../../errors';
 import { normalizeNumber } from '../../directory/number';
 import { GuardRefusedError } from '../errors';
 import {
+  type AuditAction,
   type AuditEntry,
   type AuditOutcome,
   cleanReason,
@@ -21,7 +22,6 @@ import { withFileLock } from './lock';
 
 import {
   type AttemptTicket,
-  checkOwner,
   type CodeRequestGrant,
   countAttempt,
   DEFAULT_LIMITS,
@@ -58,6 +58,14 @@ export interface GuardRegistryOptions {
 }
 
 type Outcome<T> = { value: T } | { error: Error };
+
+/** What one operation on one number works with (see step()). */
+interface Step {
+  /** The registry as just read; written back once the operation returns. */
+  data: GuardData;
+  now: number;
+  audit: (outcome: AuditOutcome, reason?: string) => void;
+}
 
 export class GuardRegistry {
   private readonly sealed: SealedFile;
@@ -103,18 +111,11 @@ export class GuardRegistry {
    */
   async beginAttempt(number: string, secret?: string): Promise<AttemptTicket> {
     const e164 = normalizeNumber(number);
-    return this.mutate<AttemptTicket>(async (data) => {
-      const now = this.now();
-      const rec = this.policy.effective(data.records[e164], now);
-      const audit = (outcome: AuditOutcome, reason?: string) =>
-        pushAudit(data.audit, { at: now, number: e164, action: 'attempt', outcome, reason });
-
+    return this.step<AttemptTicket>(e164, 'attempt', async ({ data, now, audit }) => {
       let secretHash: SecretHash | undefined;
       let resumeState: 'verified' | undefined;
       let replacesVerified = false;
-      // A failed (or expired) claim is free: only a live one has a holder to ask.
-      const live = rec && rec.state !== 'failed' ? rec : undefined;
-      const verdict = live ? await checkOwner(live.secret, secret) : 'unprotected';
+      const { live, verdict } = await this.policy.claim(data, e164, secret, now);
       if (refusedOwner(verdict) && live) {
         const err = this.policy.refusal(e164, live, verdict, now);
         audit('refused', err.reason);
@@ -175,17 +176,8 @@ export class GuardRegistry {
 
   /** Records that the attempt succeeded (POST /v1/registration answered 200); `note` is audited. */
   async markVerified(ticket: AttemptTicket, note?: string): Promise<void> {
-    await this.mutate(async (data) => {
-      const now = this.now();
+    await this.step(ticket.number, 'verified', async ({ data, now, audit }) => {
       const rec = data.records[ticket.number];
-      const audit = (outcome: 'done' | 'refused', reason?: string) =>
-        pushAudit(data.audit, {
-          at: now,
-          number: ticket.number,
-          action: 'verified',
-          outcome,
-          reason,
-        });
       if (!rec || rec.attemptId !== ticket.attemptId) {
         audit('refused', 'STALE_ATTEMPT');
         return { error: staleAttempt(ticket.number) };
@@ -232,41 +224,36 @@ export class GuardRegistry {
    * Signal accepted to send count.
    */
   async requestCode(ticket: AttemptTicket, transport: 'sms' | 'voice'): Promise<CodeRequestGrant> {
-    return this.mutate<CodeRequestGrant>(async (data) => {
-      const now = this.now();
-      const audit = (outcome: AuditOutcome, reason?: string) =>
-        pushAudit(data.audit, {
-          at: now,
-          number: ticket.number,
-          action: 'code-request',
-          outcome,
-          reason,
-        });
-      const rec = this.policy.current(data, ticket, now);
-      if (!rec) {
-        audit('refused', 'STALE_ATTEMPT');
-        return { error: staleAttempt(ticket.number) };
-      }
-      const done = rec.codeRequests ?? 0;
-      if (done >= 1) {
-        const wait = this.policy.waitSeconds(data, ticket.number, now);
-        if (wait > 0) {
-          audit('rate-limited', `retry in ${wait} s`);
-          return {
-            error: new RateLimitedError(
-              wait,
-              `Verification code requests for ${ticket.number} (a re-sent code counts as an ` +
-                `attempt: ${this.policy.limitsText()})`,
-            ),
-          };
+    return this.step<CodeRequestGrant>(
+      ticket.number,
+      'code-request',
+      async ({ data, now, audit }) => {
+        const rec = this.policy.current(data, ticket, now);
+        if (!rec) {
+          audit('refused', 'STALE_ATTEMPT');
+          return { error: staleAttempt(ticket.number) };
         }
-        countAttempt(data, ticket.number, now);
-      }
-      rec.codeRequests = done + 1;
-      rec.updatedAt = now;
-      audit('allowed', done >= 1 ? `${transport}, re-sent` : transport);
-      return { value: done >= 1 ? { countedAt: now } : {} };
-    });
+        const done = rec.codeRequests ?? 0;
+        if (done >= 1) {
+          const wait = this.policy.waitSeconds(data, ticket.number, now);
+          if (wait > 0) {
+            audit('rate-limited', `retry in ${wait} s`);
+            return {
+              error: new RateLimitedError(
+                wait,
+                `Verification code requests for ${ticket.number} (a re-sent code counts as an ` +
+                  `attempt: ${this.policy.limitsText()})`,
+              ),
+            };
+          }
+          countAttempt(data, ticket.number, now);
+        }
+        rec.codeRequests = done + 1;
+        rec.updatedAt = now;
+        audit('allowed', done >= 1 ? `${transport}, re-sent` : transport);
+        return { value: done >= 1 ? { countedAt: now } : {} };
+      },
+    );
   }
 
   /**
@@ -282,19 +269,12 @@ export class GuardRegistry {
     reason: string,
   ): Promise<void> {
     const why = cleanReason(reason);
-    await this.mutate(async (data) => {
-      const now = this.now();
+    await this.step(ticket.number, 'code-request', async ({ data, audit }) => {
       const rec = data.records[ticket.number];
       if (rec && rec.attemptId === ticket.attemptId && (rec.codeRequests ?? 0) > 0)
         rec.codeRequests = (rec.codeRequests ?? 0) - 1;
       if (grant.countedAt !== undefined) uncountAttempt(data, ticket.number, grant.countedAt);
-      pushAudit(data.audit, {
-        at: now,
-        number: ticket.number,
-        action: 'code-request',
-        outcome: 'refused',
-        reason: `not sent by Signal (${why}): not counted`,
-      });
+      audit('refused', `not sent by Signal (${why}): not counted`);
       return { value: undefined };
     });
   }
@@ -307,16 +287,7 @@ export class GuardRegistry {
    * verified the code (nothing is submitted, but the number is registered: the claim must hold).
    */
   async verifyAttempt(ticket: AttemptTicket, guess: number | 'account-retry'): Promise<void> {
-    await this.mutate(async (data) => {
-      const now = this.now();
-      const audit = (outcome: AuditOutcome, reason: string) =>
-        pushAudit(data.audit, {
-          at: now,
-          number: ticket.number,
-          action: 'verify',
-          outcome,
-          reason,
-        });
+    await this.step(ticket.number, 'verify', async ({ data, now, audit }) => {
       if (!this.policy.current(data, ticket, now)) {
         audit('refused', 'STALE_ATTEMPT');
         return { error: staleAttempt(ticket.number) };
@@ -334,14 +305,8 @@ export class GuardRegistry {
   /** Audits the answer to a code submission: a wrong code, or another refusal (never the code). */
   async verifyRefused(ticket: AttemptTicket, reason: string): Promise<void> {
     const why = cleanReason(reason);
-    await this.mutate(async (data) => {
-      pushAudit(data.audit, {
-        at: this.now(),
-        number: ticket.number,
-        action: 'verify',
-        outcome: 'refused',
-        reason: why,
-      });
+    await this.step(ticket.number, 'verify', async ({ audit }) => {
+      audit('refused', why);
       return { value: undefined };
     });
   }
@@ -353,20 +318,11 @@ export class GuardRegistry {
    */
   async recordLinked(number: string, secret?: string): Promise<void> {
     const e164 = normalizeNumber(number);
-    await this.mutate(async (data) => {
-      const now = this.now();
-      const rec = this.policy.effective(data.records[e164], now);
-      const live = rec && rec.state !== 'failed' ? rec : undefined;
-      const verdict = live ? await checkOwner(live.secret, secret) : 'unprotected';
+    await this.step(e164, 'linked', async ({ data, now, audit }) => {
+      const { live, verdict } = await this.policy.claim(data, e164, secret, now);
       if (refusedOwner(verdict) && live) {
         const err = this.policy.refusal(e164, live, verdict, now);
-        pushAudit(data.audit, {
-          at: now,
-          number: e164,
-          action: 'linked',
-          outcome: 'refused',
-          reason: err.reason,
-        });
+        audit('refused', err.reason);
         return { error: err };
       }
       const secretHash = verdict === 'owner' ? live?.secret : await protectWith(secret);
@@ -375,7 +331,7 @@ export class GuardRegistry {
         now,
         'linked',
       );
-      pushAudit(data.audit, { at: now, number: e164, action: 'linked', outcome: 'done' });
+      audit('done');
       return { value: undefined };
     });
   }
@@ -386,18 +342,13 @@ export class GuardRegistry {
    */
   async release(number: string, secret?: string): Promise<void> {
     const e164 = normalizeNumber(number);
-    await this.mutate(async (data) => {
-      const now = this.now();
+    await this.step(e164, 'release', async ({ data, now, audit }) => {
       const rec = data.records[e164];
-      const audit = (outcome: AuditOutcome, reason?: string) =>
-        pushAudit(data.audit, { at: now, number: e164, action: 'release', outcome, reason });
       if (!rec) {
         audit('ignored', 'not claimed');
         return { value: undefined };
       }
-      const eff = this.policy.effective(rec, now);
-      const verdict =
-        eff && eff.state !== 'failed' ? await checkOwner(rec.secret, secret) : 'unprotected';
+      const { verdict } = await this.policy.claim(data, e164, secret, now);
       if (refusedOwner(verdict)) {
         const err = new GuardRefusedError(
           e164,
@@ -446,6 +397,20 @@ export class GuardRegistry {
   }
 
   // ---- persistence ----
+
+  /** mutate() for one operation on one number: `audit` logs it under `action`, at `now`. */
+  private step<T>(
+    number: string,
+    action: AuditAction,
+    fn: (step: Step) => Promise<Outcome<T>>,
+  ): Promise<T> {
+    return this.mutate((data) => {
+      const now = this.now();
+      const audit = (outcome: AuditOutcome, reason?: string) =>
+        pushAudit(data.audit, { at: now, number, action, outcome, reason });
+      return fn({ data, now, audit });
+    });
+  }
 
   /** Runs `fn` on freshly read data under the file lock, then writes it (refusals are audited too). */
   private mutate<T>(fn: (data: GuardData) => Promise<Outcome<T>>): Promise<T> {
