@@ -5,28 +5,25 @@
  * the registration call carries its own Basic credentials.
  *
  * Order: createVerificationSession → (captcha requested) submitCaptcha → requestVerificationCode →
- * submitVerificationCode → registerAccount → upload one-time keys (with the new credentials).
- * Statuses follow Signal-Server's VerificationController and RegistrationController; every answer the
- * user must act on becomes a typed error that says what to do next. Key generation lives in
- * core/crypto: this module takes the prepared upload objects.
+ * submitVerificationCode → registerAccount (account.ts) → upload one-time keys (with the new
+ * credentials). Statuses follow Signal-Server's VerificationController and RegistrationController;
+ * every answer the user must act on becomes a typed error that says what to do next.
  */
 import Ajv from 'ajv';
-import {
-  ClientTooOldError,
-  InvalidInputError,
-  InvalidNumberError,
-  ProtocolError,
-  RateLimitedError,
-} from '../errors';
-import { ServerError, UnauthorizedError } from '../errors';
+import { InvalidInputError, InvalidNumberError, ProtocolError, RateLimitedError } from '../errors';
 import { normalizeNumber } from '../directory/number';
 import type { ChatRequester, ChatResponse, HttpVerb } from '../net/types';
-import {
-  CaptchaRequiredError,
-  RegistrationError,
-  RegistrationLockedError,
-  VerificationCodeError,
-} from './errors';
+import { fail, json, retryAfterHeader, sessionNotFound } from './answers';
+import { CaptchaRequiredError, RegistrationError, VerificationCodeError } from './errors';
+
+// The account creation step moved to account.ts; importers of register.ts keep finding it here.
+export {
+  registerAccount,
+  type RegisterAccountArgs,
+  type RegisteredAccount,
+  type RegistrationAccountAttributes,
+  type SignedKeyUpload,
+} from './account';
 
 export type VerificationTransport = 'sms' | 'voice';
 
@@ -42,59 +39,6 @@ export interface VerificationSession {
   /** Seconds until a code may be submitted; set once a code was sent. */
   nextVerificationAttempt?: number;
   verified: boolean;
-}
-
-export interface SignedKeyUpload {
-  keyId: number;
-  /** base64 */
-  publicKey: string;
-  /** base64 */
-  signature: string;
-}
-
-/**
- * The account attributes POST /v1/registration takes. Field types follow what both Signal-Server
- * (Jackson: a byte[] accepts an array of numbers) and the mock server (zod: only an array) accept.
- */
-export interface RegistrationAccountAttributes {
-  fetchesMessages: boolean;
-  registrationId: number;
-  pniRegistrationId: number;
-  name?: string;
-  capabilities: Record<string, boolean>;
-  /** The 16-byte unidentified access key derived from the profile key, as an array of bytes. */
-  unidentifiedAccessKey: number[];
-  unrestrictedUnidentifiedAccess: boolean;
-  discoverableByPhoneNumber: boolean;
-  /** Registration recovery password (base64); the mock requires it. */
-  recoveryPassword: string;
-  registrationLock?: string;
-  [extra: string]: unknown;
-}
-
-export interface RegisterAccountArgs {
-  /** E.164 of the verified session; the username of the Basic credentials. */
-  number: string;
-  /** The new account's password (primary device 1); never logged. */
-  password: string;
-  sessionId: string;
-  accountAttributes: RegistrationAccountAttributes;
-  /** base64 serialized identity public keys */
-  aciIdentityKey: string;
-  pniIdentityKey: string;
-  aciSignedPreKey: SignedKeyUpload;
-  pniSignedPreKey: SignedKeyUpload;
-  aciPqLastResortPreKey: SignedKeyUpload;
-  pniPqLastResortPreKey: SignedKeyUpload;
-}
-
-export interface RegisteredAccount {
-  aci: string;
-  /** Untagged PNI UUID. */
-  pni: string;
-  number: string;
-  /** The server says an account already existed for this number and was replaced. */
-  reregistration?: boolean;
 }
 
 /** Signal-Server maps any `client` it does not know to "unknown"; the mock accepts only these three. */
@@ -127,30 +71,6 @@ const validateSession = ajv.compile<{
   required: ['id', 'requestedInformation', 'allowedToRequestCode', 'verified'],
 });
 
-const validateRegistered = ajv.compile<{
-  uuid: string;
-  pni: string;
-  number: string;
-  reregistration?: boolean;
-}>({
-  type: 'object',
-  properties: {
-    uuid: { type: 'string', minLength: 1 },
-    pni: { type: 'string', minLength: 1 },
-    number: { type: 'string' },
-    reregistration: { type: 'boolean' },
-  },
-  required: ['uuid', 'pni', 'number'],
-});
-
-function json(res: ChatResponse): unknown {
-  try {
-    return JSON.parse(Buffer.from(res.body).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
 function toSession(data: unknown): VerificationSession | undefined {
   if (!validateSession(data)) return undefined;
   const s: VerificationSession = {
@@ -179,13 +99,6 @@ function sessionOf(res: ChatResponse, what: string): VerificationSession {
 /** A session carried in an error answer (409/429 bodies), when there is one. */
 const sessionIn = (res: ChatResponse) => toSession(json(res));
 
-function retryAfterHeader(res: ChatResponse): number | undefined {
-  const raw = res.headers['retry-after'];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const v = Number(raw);
-  return Number.isFinite(v) && v >= 0 ? Math.ceil(v) : undefined;
-}
-
 /**
  * Whether the session waits for a captcha before a code can be requested. A push challenge counts:
  * we cannot receive push, and Signal-Server accepts a captcha in its place.
@@ -205,27 +118,6 @@ function sessionPath(sessionId: string, tail = ''): string {
     throw new InvalidInputError('A verification session id is required');
   }
   return `/v1/verification/session/${encodeURIComponent(sessionId)}${tail}`;
-}
-
-function sessionNotFound(): RegistrationError {
-  return new RegistrationError(
-    'SESSION_NOT_FOUND',
-    'Signal does not know this verification session any more (it expired): start the verification again.',
-  );
-}
-
-/** Statuses any step may meet, after the step's own. */
-function fail(res: ChatResponse, what: string): never {
-  // POST /v1/registration without a capability Signal requires is answered 499 (PROTOCOL.md §12).
-  if (res.status === 499) throw new ClientTooOldError(what);
-  if (res.status === 402) throw new CaptchaRequiredError(undefined);
-  if (res.status === 413 || res.status === 429) {
-    throw new RateLimitedError(retryAfterHeader(res) ?? 60, what);
-  }
-  if (res.status === 401 || res.status === 403) {
-    throw new UnauthorizedError(`${what}: the server refused the request (${res.status})`);
-  }
-  throw new ServerError(res.status, what);
 }
 
 async function call(
@@ -418,88 +310,6 @@ export async function submitVerificationCode(
         );
       }
       throw new RateLimitedError(wait, what);
-    }
-  }
-  fail(res, what);
-}
-
-/**
- * POST /v1/registration with `Authorization: Basic base64("<number>:<password>")` on a verified
- * session. Creates the account (or replaces the one registered for the number): the caller then
- * connects as `<aci>.1` with the same password and uploads one-time keys.
- */
-export async function registerAccount(
-  requester: ChatRequester,
-  args: RegisterAccountArgs,
-): Promise<RegisteredAccount> {
-  const e164 = normalizeNumber(args.number);
-  if (!args.password) throw new InvalidInputError('A password for the new account is required');
-  const what = `Registering ${e164}`;
-  const res = await requester.request({
-    verb: 'POST',
-    path: '/v1/registration',
-    headers: {
-      Authorization: `Basic ${Buffer.from(`${e164}:${args.password}`).toString('base64')}`,
-    },
-    body: {
-      sessionId: args.sessionId,
-      accountAttributes: args.accountAttributes,
-      skipDeviceTransfer: true,
-      aciIdentityKey: args.aciIdentityKey,
-      pniIdentityKey: args.pniIdentityKey,
-      aciSignedPreKey: args.aciSignedPreKey,
-      pniSignedPreKey: args.pniSignedPreKey,
-      aciPqLastResortPreKey: args.aciPqLastResortPreKey,
-      pniPqLastResortPreKey: args.pniPqLastResortPreKey,
-    },
-  });
-  if (res.status === 200) {
-    const data = json(res);
-    if (!validateRegistered(data)) {
-      throw new ProtocolError(
-        `${what}: unexpected answer from the server (${ajv.errorsText(validateRegistered.errors)})`,
-      );
-    }
-    return {
-      aci: data.uuid,
-      pni: data.pni.replace(/^PNI:/i, ''),
-      number: data.number || e164,
-      ...(data.reregistration !== undefined ? { reregistration: data.reregistration } : {}),
-    };
-  }
-  const notVerified = () =>
-    new RegistrationError(
-      'SESSION_NOT_VERIFIED',
-      `Signal did not accept the verification of ${e164} (the session is not verified, or was ` +
-        'already used): verify the number again.',
-    );
-  switch (res.status) {
-    case 400: {
-      // The mock answers 400 "session is not verified"; anything else at 400 is our bug.
-      const body = json(res) as { error?: unknown } | undefined;
-      if (typeof body?.error === 'string' && /not verified/i.test(body.error)) throw notVerified();
-      throw new ProtocolError(`${what}: the server rejected the request as malformed (400)`);
-    }
-    case 401:
-    case 403:
-      throw notVerified();
-    case 404:
-      throw sessionNotFound();
-    case 409:
-      throw new RegistrationError(
-        'DEVICE_TRANSFER',
-        `${what}: Signal offers a transfer from the phone that has this number; register again ` +
-          'from the start.',
-      );
-    case 422:
-      throw new RegistrationError(
-        'REJECTED',
-        `${what}: Signal rejected the account keys or attributes (422).`,
-      );
-    case 423: {
-      const body = json(res) as { timeRemaining?: unknown } | undefined;
-      const ms = typeof body?.timeRemaining === 'number' ? body.timeRemaining : undefined;
-      throw new RegistrationLockedError(e164, ms);
     }
   }
   fail(res, what);

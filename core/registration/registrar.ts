@@ -13,11 +13,11 @@
  * session without the holder's say (another number started on this account, the account closed)
  * abandons the claim: an unprotected claim is freed, a protected one stays with its secret holder.
  *
- * The ownership secret is never kept: only an HMAC under a per-process random key, to check that a
- * later call on the same pending registration comes from the same secret holder.
+ * The ownership secret is never kept: only its salted hash, so that a later call on the same pending
+ * registration (resume, code, cancel) is checked by the guard policy's checkOwner, the same check
+ * the guard registry makes for its records.
  */
-import crypto from 'node:crypto';
-import { InvalidInputError, RateLimitedError, SignalError } from '../errors';
+import { InvalidInputError, SignalError } from '../errors';
 import { normalizeNumber } from '../directory/number';
 import type { Logger } from '../log';
 import type { ChatRequester } from '../net/types';
@@ -30,6 +30,7 @@ import {
   VerificationCodeError,
 } from './errors';
 import type { AttemptTicket, GuardRegistry } from './guard';
+import { checkOwner, protectWith, refusedOwner, type SecretHash } from './guard/policy';
 import {
   createVerificationSession,
   requestVerificationCode,
@@ -39,6 +40,22 @@ import {
   type VerificationSession,
   type VerificationTransport,
 } from './register';
+import {
+  describeRegistration,
+  errorSummary,
+  type InProgress,
+  isTerminal,
+  MAX_WRONG_CODES,
+  type RegistrationStatus,
+} from './status';
+
+// The status types moved to status.ts; importers of the registrar keep finding them here.
+export {
+  errorSummary,
+  MAX_WRONG_CODES,
+  type RegistrationStatus,
+  type RegistrationStep,
+} from './status';
 
 export interface StartRegistrationOptions {
   /** The number to register, E.164 (spaces, dashes and brackets tolerated). */
@@ -55,36 +72,6 @@ export interface StartRegistrationOptions {
   acceptLanguage?: string;
 }
 
-export type RegistrationStep =
-  'idle' | 'captcha-required' | 'code-sent' | 'registering' | 'registered' | 'failed' | 'cancelled';
-
-/** Where a registration stands; holds no secret, code, captcha or session id. */
-export interface RegistrationStatus {
-  state: RegistrationStep;
-  number?: string;
-  transport?: VerificationTransport;
-  /** Seconds until Signal sends another SMS / places another call / takes another code. */
-  nextSms?: number;
-  nextCall?: number;
-  nextVerificationAttempt?: number;
-  /** The claim in the guard registry is protected by an ownership secret. */
-  protected?: boolean;
-  /** This registration replaces one verified earlier through this installation. */
-  replacesVerified?: boolean;
-  /** Something the user should know (e.g. an unprotected claim, a registration signed out). */
-  notice?: string;
-  /** Wrong codes this session still takes before it is given up (while a code is awaited). */
-  codeAttemptsLeft?: number;
-  /**
-   * Set once registered when Signal says the number was already registered (on a phone or another
-   * installation without a registration lock): that registration is signed out now.
-   */
-  reregistration?: boolean;
-  account?: { aci: string; pni: string; number: string; deviceId: number };
-  /** Why the last step failed (the registration may still go on: see `state`). */
-  error?: { code: string; message: string; reason?: string; retryAfterSeconds?: number };
-}
-
 /** What the caller does once the code is verified: create and save the account. */
 export type CreateAccount = (
   requester: ChatRequester,
@@ -98,9 +85,6 @@ export type CreateAccount = (
   reregistration?: boolean;
 }>;
 
-/** Wrong codes one verification session takes here before it is given up. */
-export const MAX_WRONG_CODES = 5;
-
 /** What the editor shows when registering signed out an existing registration of the number. */
 export const REREGISTRATION_NOTICE =
   'This number was already registered on Signal (on a phone or another installation); that ' +
@@ -113,58 +97,13 @@ export interface RegistrarOptions {
   logger: Logger;
 }
 
-interface Pending {
-  number: string;
+interface Pending extends InProgress {
   sessionId: string;
-  session: VerificationSession;
-  ticket: AttemptTicket | undefined;
   guard: GuardRegistry | undefined;
-  /** HMAC of the ownership secret, or undefined when none was given. */
-  secretMac: Buffer | undefined;
-  transport: VerificationTransport | undefined;
-  step: 'captcha-required' | 'code-sent' | 'registering';
-  /** Codes submitted in this session, and how many of them Signal refused as wrong. */
+  /** Hash of the ownership secret, or undefined when none was given (an unprotected claim). */
+  secret: SecretHash | undefined;
+  /** Codes submitted in this session (InProgress.wrongCodes counts those Signal refused). */
   codeSubmissions: number;
-  wrongCodes: number;
-}
-
-const MAC_KEY = crypto.randomBytes(32);
-const macOf = (secret: string | undefined): Buffer | undefined =>
-  secret
-    ? crypto.createHmac('sha256', MAC_KEY).update(secret.normalize('NFC')).digest()
-    : undefined;
-
-function sameSecret(a: Buffer | undefined, b: Buffer | undefined): boolean {
-  if (!a || !b) return a === b;
-  return crypto.timingSafeEqual(a, b);
-}
-
-/** Failures after which the verification session cannot go on: the claim is marked failed. */
-const TERMINAL = new Set<string>([
-  // The guard no longer holds the claim for this attempt: the session must not go on.
-  'STALE_ATTEMPT',
-  'SESSION_NOT_FOUND',
-  'SESSION_EXHAUSTED',
-  'SESSION_NOT_VERIFIED',
-  'REGISTRATION_LOCKED',
-  'DEVICE_TRANSFER',
-  'REJECTED',
-]);
-
-function isTerminal(e: unknown): boolean {
-  if (e instanceof RegistrationError) return TERMINAL.has(e.reason);
-  // A malformed answer or a refused request will not get better by retrying the same session.
-  return e instanceof SignalError && (e.code === 'PROTOCOL' || e.code === 'UNAUTHORIZED');
-}
-
-export function errorSummary(e: unknown): NonNullable<RegistrationStatus['error']> {
-  const err = e instanceof Error ? e : new Error(String(e));
-  return {
-    code: err instanceof SignalError ? err.code : 'ERROR',
-    message: err.message,
-    ...(err instanceof RegistrationError ? { reason: err.reason } : {}),
-    ...(err instanceof RateLimitedError ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
-  };
 }
 
 export class Registrar {
@@ -199,7 +138,6 @@ export class Registrar {
     if (options.secret !== undefined && typeof options.secret !== 'string')
       throw new InvalidInputError('The ownership secret must be text');
     const captcha = options.captcha?.trim() ? options.captcha : undefined;
-    const secretMac = macOf(options.secret || undefined);
     return this.exclusive(async () => {
       let pending = this.pending;
       const resumable =
@@ -207,7 +145,7 @@ export class Registrar {
         pending.number === number &&
         pending.guard === options.guard &&
         pending.step !== 'registering' &&
-        sameSecret(pending.secretMac, secretMac);
+        (await this.sameHolder(pending, options.secret));
       if (!resumable) {
         // The guard decides first: a refused attempt must leave someone else's pending one alone.
         const ticket = options.guard
@@ -229,7 +167,7 @@ export class Registrar {
           session,
           ticket,
           guard: options.guard,
-          secretMac,
+          secret: await protectWith(options.secret),
           transport: undefined,
           step: 'captcha-required',
           codeSubmissions: 0,
@@ -273,7 +211,7 @@ export class Registrar {
       }
       p.step = 'code-sent';
       p.transport = transport;
-      this.last = this.describe(p);
+      this.last = describeRegistration(p);
       this.logger.info(`verification code for ${number} requested by ${transport}`);
       return this.status;
     });
@@ -292,7 +230,8 @@ export class Registrar {
       throw new InvalidInputError('The ownership secret must be text');
     return this.exclusive(async () => {
       const p = this.pending;
-      if (p?.secretMac && !sameSecret(p.secretMac, macOf(secret || undefined))) {
+      const refused = p ? await this.notHolder(p, secret) : undefined;
+      if (p && refused) {
         // The holder's registration stays exactly where it was (status included); only the guard's
         // audit log records the refusal.
         if (p.guard && p.ticket) {
@@ -300,7 +239,7 @@ export class Registrar {
             .verifyRefused(p.ticket, 'NOT_OWNER')
             .catch((err: unknown) => this.warnRegistry(p.number, err));
         }
-        throw new NotOwnerError(p.number, Boolean(secret));
+        throw new NotOwnerError(p.number, refused === 'WRONG_SECRET');
       }
       if (!p || p.step !== 'code-sent') {
         throw new RegistrationError(
@@ -334,7 +273,7 @@ export class Registrar {
           }
           answered = true;
           p.step = 'registering';
-          this.last = this.describe(p);
+          this.last = describeRegistration(p);
           return this.opts.createAccount(r, { number: p.number, sessionId: p.sessionId });
         });
       } catch (e) {
@@ -405,11 +344,12 @@ export class Registrar {
     return this.exclusive(async () => {
       const p = this.pending;
       if (!p) return this.status;
-      if (p.secretMac && !sameSecret(p.secretMac, macOf(secret || undefined))) {
+      const refused = await this.notHolder(p, secret);
+      if (refused) {
         throw new GuardRefusedError(
           p.number,
-          secret ? 'WRONG_SECRET' : 'NUMBER_CLAIMED',
-          secret
+          refused,
+          refused === 'WRONG_SECRET'
             ? `The ownership secret does not match the one ${p.number} is being registered with.`
             : `The registration of ${p.number} is protected by an ownership secret: give it to cancel.`,
         );
@@ -431,6 +371,28 @@ export class Registrar {
   }
 
   // ---- internals ----
+
+  /**
+   * How the guard policy's owner check refuses `secret` for the pending registration: undefined
+   * when it is unprotected or the secret is its holder's.
+   */
+  private async notHolder(
+    p: Pending,
+    secret: string | undefined,
+  ): Promise<'NUMBER_CLAIMED' | 'WRONG_SECRET' | undefined> {
+    const verdict = await checkOwner(p.secret, secret);
+    return refusedOwner(verdict) ? verdict : undefined;
+  }
+
+  /**
+   * Whether a new start() with `secret` goes on with the pending registration: its holder's secret
+   * for a protected one; for an unprotected one, no secret (a secret given now starts a new attempt,
+   * which protects the claim in the guard).
+   */
+  private async sameHolder(p: Pending, secret: string | undefined): Promise<boolean> {
+    const verdict = await checkOwner(p.secret, secret);
+    return verdict === 'owner' || (verdict === 'unprotected' && !secret);
+  }
 
   private get logger(): Logger {
     return this.opts.logger;
@@ -460,28 +422,6 @@ export class Registrar {
     }
   }
 
-  private describe(p: Pending): RegistrationStatus {
-    const s = p.session;
-    return {
-      state: p.step,
-      number: p.number,
-      ...(p.transport ? { transport: p.transport } : {}),
-      ...(s.nextSms !== undefined ? { nextSms: s.nextSms } : {}),
-      ...(s.nextCall !== undefined ? { nextCall: s.nextCall } : {}),
-      ...(s.nextVerificationAttempt !== undefined
-        ? { nextVerificationAttempt: s.nextVerificationAttempt }
-        : {}),
-      ...(p.step === 'code-sent' ? { codeAttemptsLeft: MAX_WRONG_CODES - p.wrongCodes } : {}),
-      ...(p.ticket
-        ? {
-            protected: p.ticket.protected,
-            replacesVerified: p.ticket.replacesVerified,
-            ...(p.ticket.notice ? { notice: p.ticket.notice } : {}),
-          }
-        : {}),
-    };
-  }
-
   /** A step failed: the registration stays where it was, unless the session cannot go on. */
   private async stepFailed(p: Pending, e: unknown): Promise<void> {
     if (isTerminal(e)) {
@@ -490,7 +430,7 @@ export class Registrar {
       return;
     }
     if (e instanceof CaptchaRequiredError) p.step = 'captcha-required';
-    this.last = { ...this.describe(p), error: errorSummary(e) };
+    this.last = { ...describeRegistration(p), error: errorSummary(e) };
   }
 
   /**
