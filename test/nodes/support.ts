@@ -38,7 +38,7 @@ export interface Body {
   state: string;
   url: string;
   qr: string;
-  error: string;
+  error?: { code: string; message: string };
   account: { aci: string; number?: string };
   linked: boolean;
   connected: boolean;
@@ -181,7 +181,7 @@ export async function linkThroughAdminRoutes(
     20_000,
     'linked',
   );
-  assert.equal(linked.state, 'linked', linked.error);
+  assert.equal(linked.state, 'linked', linked.error?.message);
   await poll(
     async () => (await helper.request().get(`/signal-account/${id}/status`).expect(200)).body,
     (b) => b.connected,
