@@ -33,7 +33,7 @@ export = function register(RED: RED): void {
     const setState = (state: ClientState | 'error', detail?: string) => {
       node.state = state;
       stateDetail = detail;
-      const status = statusFor(state, detail);
+      const status = statusFor(RED._, state, detail);
       for (const u of users.values()) u.status(status);
     };
 
@@ -67,14 +67,14 @@ export = function register(RED: RED): void {
     })();
     opened.catch((e: unknown) => {
       const msg = e instanceof Error ? e.message : String(e);
-      node.error(`Signal account settings are unusable: ${msg}`);
+      node.error(RED._('signal-account.errors.unusable', { error: msg }));
       setState('error', e instanceof SignalError ? e.code.toLowerCase() : 'settings');
     });
 
     node.client = () => opened;
     node.register = (user: Node) => {
       users.set(user.id, user);
-      user.status(statusFor(node.state, stateDetail));
+      user.status(statusFor(RED._, node.state, stateDetail));
     };
     node.deregister = (user: Node, done: () => void) => {
       users.delete(user.id);
