@@ -2,10 +2,11 @@
  * signal-in: one msg per received item. msg.to is the sender, so signal-in → function → signal-out
  * answers with no configuration.
  */
-import { accountOf, NO_ACCOUNT } from './lib/account';
+import { accountOf } from './lib/account';
 import type { IncomingEvent } from '../core/types';
 import type { Node, RED } from './lib/red';
 import { messageFor, IN_TYPES, type InType } from './lib/msg';
+import { noAccountStatus } from './lib/status';
 
 interface InConfig {
   id: string;
@@ -28,8 +29,8 @@ export = function register(RED: RED): void {
     if (wanted.size === 0) wanted.add('message');
     const account = accountOf(RED, config.account);
     if (!account) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
-      node.error(NO_ACCOUNT);
+      node.status(noAccountStatus(RED._, node));
+      node.error(RED._('signal-in.errors.noAccount'));
       node.on('close', (_r: boolean, done: () => void) => done());
       return;
     }

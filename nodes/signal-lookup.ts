@@ -2,10 +2,11 @@
  * signal-lookup: which of these phone numbers are on Signal, and under which ids.
  */
 import { CdsiUnavailableError, SignalError } from '../core/errors';
-import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
-import type { Node, NodeMessage, RED } from './lib/red';
+import { accountOf, linkedClient } from './lib/account';
 import { lookupSummary, numbersOf } from './lib/msg';
-import { fail } from './lib/status';
+import type { Node, NodeMessage, RED } from './lib/red';
+import { mergeSignal } from './lib/signal-prop';
+import { fail, noAccountStatus } from './lib/status';
 
 /**
  * A lookup answers all its numbers or fails whole (the engine's choice: on a custom server a number
@@ -32,8 +33,8 @@ export = function register(RED: RED): void {
     const node = this;
     const account = accountOf(RED, config.account);
     if (!account) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
-      node.error(NO_ACCOUNT);
+      node.status(noAccountStatus(RED._, node));
+      node.error(RED._('signal-lookup.errors.noAccount'));
     } else account.register(node);
 
     node.on(
@@ -41,7 +42,8 @@ export = function register(RED: RED): void {
       (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
         void (async () => {
           try {
-            if (!account) throw new SignalError('NOT_LINKED', NO_ACCOUNT);
+            if (!account)
+              throw new SignalError('NOT_LINKED', RED._('signal-lookup.errors.noAccount'));
             const { numbers, single } = numbersOf(msg.payload);
             const client = await linkedClient(account);
             const results = await client.lookup(numbers);
@@ -52,16 +54,19 @@ export = function register(RED: RED): void {
               registered,
             }));
             msg.payload = single ? strip[0] : strip;
-            msg.signal = { ...((msg.signal as object) ?? {}), lookup: lookupSummary(results) };
+            mergeSignal(msg, { lookup: lookupSummary(results) });
             send(msg);
             node.status({
               fill: 'green',
               shape: 'dot',
-              text: `${results.filter((r) => r.registered).length}/${results.length} on Signal`,
+              text: RED._('signal-lookup.status.found', {
+                registered: results.filter((r) => r.registered).length,
+                total: results.length,
+              }),
             });
             done();
           } catch (e) {
-            fail(node, unresolvedNamed(e, msg.payload), msg, done);
+            fail(RED._, node, unresolvedNamed(e, msg.payload), msg, done);
           }
         })();
       },

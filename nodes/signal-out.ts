@@ -1,16 +1,16 @@
 /**
  * signal-out: sends msg.payload as a Signal message to msg.to (or the node's "To"): one recipient or
- * many. Per-recipient results go on msg.signal; any failure also reaches Catch nodes via done(err).
+ * many. Per-recipient results are merged into msg.signal; any failure also reaches Catch nodes via
+ * done(err). The sending itself is lib/send.ts; this file maps msg to it and back.
  */
 import { InvalidInputError, SignalError } from '../core/errors';
-import { accountOf, linkedClient, NO_ACCOUNT } from './lib/account';
-import type { Node, NodeMessage, RED } from './lib/red';
-import { recipientsOf, textOf, type SendOutcome } from './lib/msg';
-import { errorFields, fail } from './lib/status';
+import { accountOf, linkedClient } from './lib/account';
 import { serviceIdOf } from './lib/identity';
-
-/** Recipients of one msg sent at the same time. */
-const SEND_CONCURRENCY = 8;
+import { recipientsOf, textOf } from './lib/msg';
+import type { Node, NodeMessage, RED } from './lib/red';
+import { sendFailure, sendResult, sendToAll } from './lib/send';
+import { mergeSignal } from './lib/signal-prop';
+import { fail, noAccountStatus } from './lib/status';
 
 interface OutConfig {
   id: string;
@@ -25,15 +25,22 @@ export = function register(RED: RED): void {
     const node = this;
     const account = accountOf(RED, config.account);
     if (!account) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no account' });
-      node.error(NO_ACCOUNT);
+      node.status(noAccountStatus(RED._, node));
+      node.error(RED._('signal-out.errors.noAccount'));
     } else account.register(node);
 
     node.on(
       'input',
       (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
         void (async () => {
-          if (!account) return fail(node, new SignalError('NOT_LINKED', NO_ACCOUNT), msg, done);
+          if (!account)
+            return fail(
+              RED._,
+              node,
+              new SignalError('NOT_LINKED', RED._('signal-out.errors.noAccount')),
+              msg,
+              done,
+            );
           // A flow approves a changed safety number here, where it already names a contact and an
           // account, rather than through a node of its own or an input on signal-in: signal-in
           // only reports, and a property no received msg carries (signal-in never sets it) means
@@ -42,16 +49,16 @@ export = function register(RED: RED): void {
             try {
               const serviceId = serviceIdOf(msg.approveIdentity, 'msg.approveIdentity');
               const approved = (await linkedClient(account)).approveIdentity(serviceId);
-              msg.signal = { approved, serviceId };
+              mergeSignal(msg, { approved, serviceId });
               node.status({
                 fill: 'green',
                 shape: 'dot',
-                text: approved ? 'approved' : 'nothing to approve',
+                text: RED._(`signal-out.status.${approved ? 'approved' : 'nothingToApprove'}`),
               });
               send(msg);
               return done();
             } catch (e) {
-              return fail(node, e, msg, done);
+              return fail(RED._, node, e, msg, done);
             }
           }
           // A flow answers a rate-limit challenge (HTTP 428) here: msg.challenge = {captcha, token?}
@@ -73,12 +80,16 @@ export = function register(RED: RED): void {
                 captcha: c.captcha,
                 ...(c.token !== undefined ? { token: c.token } : {}),
               });
-              msg.signal = { challenge: 'accepted' };
-              node.status({ fill: 'green', shape: 'dot', text: 'challenge accepted' });
+              mergeSignal(msg, { challenge: 'accepted' });
+              node.status({
+                fill: 'green',
+                shape: 'dot',
+                text: RED._('signal-out.status.challengeAccepted'),
+              });
               send(msg);
               return done();
             } catch (e) {
-              return fail(node, e, msg, done);
+              return fail(RED._, node, e, msg, done);
             }
           }
           let text: string;
@@ -91,50 +102,19 @@ export = function register(RED: RED): void {
             recipients = recipientsOf(msg.to, config.to, opened.options.defaultRegion);
             client = await linkedClient(account);
           } catch (e) {
-            return fail(node, e, msg, done);
+            return fail(RED._, node, e, msg, done);
           }
-          // Several recipients go out a few at a time (each send waits for the server's answer; one
-          // after another, 100 recipients would take 100 round trips); results stay in input order.
-          const results: SendOutcome[] = new Array<SendOutcome>(recipients.length);
-          const sendOne = async (to: string): Promise<SendOutcome> => {
-            try {
-              const r = await client.send(to, text);
-              return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
-            } catch (e) {
-              return { to, status: 'failed', error: errorFields(e) };
-            }
-          };
-          let next = 0;
-          await Promise.all(
-            Array.from({ length: Math.min(SEND_CONCURRENCY, recipients.length) }, async () => {
-              while (next < recipients.length) {
-                const i = next++;
-                results[i] = await sendOne(recipients[i] as string);
-              }
-            }),
-          );
-          // Each recipient's send carries its own timestamp (results[i].timestamp); msg.signal.timestamp
-          // is the first successful one in input order, the id to quote when there is one recipient.
-          const timestamp = results.find((r) => r.status === 'sent')?.timestamp;
-          msg.signal = { ...(timestamp !== undefined ? { timestamp } : {}), results };
+          const results = await sendToAll(client, recipients, text);
+          mergeSignal(msg, sendResult(results));
           send(msg);
-          const failed = results.filter((r) => r.status === 'failed');
-          if (failed.length === 0) {
-            node.status({ fill: 'green', shape: 'dot', text: `sent to ${results.length}` });
-            return done();
-          }
-          const first = failed[0]?.error;
-          // Node-RED hands a Catch node the error's code, stack and cause only: the typed fields
-          // of the first failure (retryAfterSeconds, token, the recipient) ride on msg.error.cause,
-          // and every recipient's on msg.signal.results[i].error.
-          const err = new SignalError(
-            (first?.code as SignalError['code']) ?? 'SERVER',
-            failed.length === 1
-              ? `Sending to ${failed[0]?.to} failed: ${first?.message}`
-              : `Sending failed for ${failed.length} of ${results.length} recipients (first: ${failed[0]?.to}: ${first?.message})`,
-            { cause: { to: failed[0]?.to, ...first } },
-          );
-          fail(node, err, msg, done);
+          const err = sendFailure(results);
+          if (err) return fail(RED._, node, err, msg, done);
+          node.status({
+            fill: 'green',
+            shape: 'dot',
+            text: RED._('signal-out.status.sent', { count: results.length }),
+          });
+          done();
         })();
       },
     );

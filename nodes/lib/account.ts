@@ -36,10 +36,6 @@ export async function linkedClient(account: AccountNode): Promise<SignalClient> 
   return client;
 }
 
-/** What a flow node with no account shows and logs (Node-RED's MQTT nodes do the same). */
-export const NO_ACCOUNT =
-  'No Signal account is configured for this node: choose one in its settings';
-
 /** The account's default region, checked: undefined when not set, else an upper-case ISO 3166 code. */
 export function regionOf(region: string | undefined): string | undefined {
   const r = (region ?? '').trim();

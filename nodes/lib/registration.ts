@@ -1,13 +1,14 @@
 /**
  * Admin-route plumbing for registering a number of its own: the one guard registry of this Node-RED
- * instance, and the mapping of engine errors to HTTP answers. The routes themselves live with the
- * signal-account node; what they call is the engine (SignalClient.startRegistration and friends).
+ * instance, and the mapping of engine errors to HTTP answers. The routes themselves are in admin/;
+ * what they call is the engine (SignalClient.startRegistration and friends).
  */
 import path from 'node:path';
 import { SignalError } from '../../core/errors';
 import { GuardRegistry, RegistrationError } from '../../core/registration';
 import { errorSummary } from '../../core/registration/registrar';
 import type { RED, RedResponse } from './red';
+import { errorFields, type ErrorFields } from './status';
 
 /** The registry file beside the account files; its key file (when used) is `<file>.key`. */
 export const GUARD_FILE = 'registrations.guard';
@@ -85,10 +86,28 @@ export function httpStatusOf(e: unknown): number {
   }
 }
 
-/** Answers `{error: {code, message, reason?, retryAfterSeconds?}}` (messages hold no secrets). */
-export function sendError(res: RedResponse, e: unknown): void {
-  const error = errorSummary(e);
-  res.status(httpStatusOf(e)).json({ error });
+/**
+ * The one shape of every admin route's error: `{code, message}` and the typed fields a caller can
+ * act on (reason, retryAfterSeconds, token, options, recipient, serviceId, number). Never a secret:
+ * the engine's messages hold none, and the fields are copied by name.
+ */
+export type ErrorBody = ErrorFields & { reason?: string };
+
+export function errorBody(e: unknown): ErrorBody {
+  return { ...errorFields(e), ...errorSummary(e) };
+}
+
+/**
+ * Answers `{error: ErrorBody, ...extra}` with the error's HTTP status, or `status` where the route
+ * knows better (a bad setting is 400 whatever the engine calls it).
+ */
+export function sendError(
+  res: RedResponse,
+  e: unknown,
+  status: number = httpStatusOf(e),
+  extra: Record<string, unknown> = {},
+): void {
+  res.status(status).json({ error: errorBody(e), ...extra });
 }
 
 /** A string field of a JSON body, or undefined; anything else is refused naming the field. */

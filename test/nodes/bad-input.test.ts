@@ -400,6 +400,62 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     await expectLookupWorks('lookup1');
   });
 
+  // signal-in → signal-out and signal-in → signal-lookup: what msg.signal said about the received
+  // item stays; the keys the node sets are its own (nodes/lib/signal-prop.ts).
+  it('signal-out merges into msg.signal: the received item’s fields stay, timestamp and results are the send’s', async () => {
+    const received = { type: 'message', from: { aci: bob.device.aci }, timestamp: 1, results: 'x' };
+    const sent = nextInput(node('outSink'), (m) => m.payload === 'merged');
+    node('out1').receive({ payload: 'merged', to: bob.device.aci, signal: received });
+    const signal = (await sent).signal as Record<string, unknown>;
+    assert.equal(signal.type, 'message');
+    assert.deepEqual(signal.from, { aci: bob.device.aci });
+    const results = signal.results as Array<{ status: string; timestamp: number }>;
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['sent'],
+    );
+    assert.equal(signal.timestamp, results[0]?.timestamp);
+    assert.notEqual(signal.timestamp, 1);
+    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'merged');
+    // The msg's own object is not changed in place: a msg sharing it keeps what it said.
+    assert.equal(received.timestamp, 1);
+
+    // Nothing sent: no timestamp at all, rather than the received item's taken for the send's.
+    const failedOut = nextInput(node('outSink'), (m) => m.payload === 'to nobody');
+    const err = nextError(node('out1'));
+    node('out1').receive({ payload: 'to nobody', to: dave.device.aci, signal: received });
+    assert.equal((await err).code, 'NOT_ON_SIGNAL');
+    const failed = (await failedOut).signal as Record<string, unknown>;
+    assert.equal(failed.type, 'message');
+    assert.ok(!('timestamp' in failed), JSON.stringify(failed));
+    assert.deepEqual(
+      (failed.results as Array<{ status: string }>).map((r) => r.status),
+      ['failed'],
+    );
+  });
+
+  it('signal-lookup merges into msg.signal: the received item’s fields stay, lookup is the lookup’s; a msg.signal that is not an object is replaced', async () => {
+    const out = nextInput(node('lookupSink'));
+    node('lookup1').receive({
+      payload: bob.device.number,
+      signal: { type: 'message', from: { aci: bob.device.aci }, lookup: 'stale' },
+    });
+    const signal = (await out).signal as Record<string, unknown>;
+    assert.equal(signal.type, 'message');
+    assert.deepEqual(signal.from, { aci: bob.device.aci });
+    const lookup = signal.lookup as { source: string; sources: string[] };
+    assert.deepEqual(lookup.sources, [lookup.source]);
+    assert.deepEqual(statusesOf('lookup1').at(-1), {
+      fill: 'green',
+      shape: 'dot',
+      text: '1/1 on Signal',
+    });
+
+    const replaced = nextInput(node('lookupSink'));
+    node('lookup1').receive({ payload: bob.device.number, signal: 'not an object' });
+    assert.deepEqual(Object.keys((await replaced).signal as object), ['lookup']);
+  });
+
   it('signal-in with no account configured: a red status and an error naming it; others still receive', async () => {
     assert.deepEqual(statusesOf('inNone').at(-1), {
       fill: 'red',

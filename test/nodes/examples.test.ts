@@ -304,7 +304,7 @@ describe('examples (each examples/*.json in the test helper, against the mock se
         20_000,
         'linked by the sandbox phone',
       );
-      assert.equal(linked.state, 'linked', linked.error);
+      assert.equal(linked.state, 'linked', linked.error?.message);
       assert.equal(linked.account.aci, phone.device.aci);
     } finally {
       approver.stop();

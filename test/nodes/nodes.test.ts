@@ -13,7 +13,7 @@ interface Body {
   state: string;
   url: string;
   qr: string;
-  error: string;
+  error: { code: string; message: string };
   account: { aci: string; number?: string };
   linked: boolean;
   connected: boolean;
@@ -150,7 +150,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
       20_000,
       'linked',
     );
-    assert.equal(linked.state, 'linked', linked.error);
+    assert.equal(linked.state, 'linked', linked.error?.message);
     assert.equal(linked.account.aci, alice.device.aci);
     const status = await poll(
       async () => (await helper.request().get('/signal-account/acct1/status').expect(200)).body,
@@ -193,7 +193,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     ]);
     assert.deepEqual([a.body.state, b.body.state], ['waiting', 'waiting']);
     const now = await helper.request().get('/signal-account/acct1/link').expect(200);
-    assert.equal(now.body.state, 'waiting', now.body.error);
+    assert.equal(now.body.state, 'waiting', now.body.error?.message);
     await linkThroughAdminRoutes();
   });
 
@@ -338,19 +338,21 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     out.receive({ payload: 'hi', to: bob.device.aci });
     const e = await err;
     assert.equal(e.code, 'NOT_LINKED');
-    await helper.request().delete('/signal-account/acct1/link').expect(404);
+    const none = await helper.request().delete('/signal-account/acct1/link').expect(404);
+    assert.deepEqual(none.body.error, { code: 'NOT_FOUND', message: 'No link in progress' });
     const bad = await helper
       .request()
       .post('/signal-account/acct1/link')
       .send({ server: 'moon' })
       .expect(400);
-    assert.match(bad.body.error, /Unknown server "moon"/);
+    assert.equal(bad.body.error.code, 'INVALID_INPUT');
+    assert.match(bad.body.error.message, /Unknown server "moon"/);
     const badCustom = await helper
       .request()
       .post('/signal-account/other/link')
       .send({ server: 'custom', serviceUrl: 'http://x' })
       .expect(400);
-    assert.match(badCustom.body.error, /https/);
+    assert.match(badCustom.body.error.message, /https/);
     const status = await helper.request().get('/signal-account/acct1/status').expect(200);
     assert.deepEqual(status.body, { linked: false, connected: false, state: 'idle' });
   });

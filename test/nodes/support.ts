@@ -11,6 +11,46 @@ import type { SignalClient } from '../../core/client';
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
 import { withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 
+/**
+ * node-red-node-test-helper hands every node `RED._ = (key) => key`: no catalog, no substitution.
+ * Node-RED itself binds each node file's `RED._` to that file's catalog (locales/<lang>/<file>.json
+ * beside it, one namespace per node set: loader.js loadNodeLocales). So that tests see the texts a
+ * user sees, every node module given to helper.load that has a catalog gets a `RED._` doing the same
+ * with en-US; a key missing from its own file's catalog reads `MISSING <key>`, and fails any
+ * assertion on the text.
+ */
+function translated(nodeModule: unknown): unknown {
+  if (typeof nodeModule !== 'function') return nodeModule;
+  const file = Object.values(require.cache).find((m) => m?.exports === nodeModule)?.filename;
+  if (!file) return nodeModule;
+  const catalog = path.join(
+    path.dirname(file),
+    'locales',
+    'en-US',
+    path.basename(file).replace(/\.js$/, '.json'),
+  );
+  if (!fs.existsSync(catalog)) return nodeModule;
+  const messages = JSON.parse(fs.readFileSync(catalog, 'utf8')) as Record<string, unknown>;
+  const _ = (key: string, subs: Record<string, unknown> = {}): string => {
+    let v: unknown = messages;
+    for (const part of key.split('.')) v = (v as Record<string, unknown> | undefined)?.[part];
+    if (typeof v !== 'string') return `MISSING ${key}`;
+    return v.replace(/__(\w+)__/g, (all, name: string) =>
+      name in subs ? String(subs[name]) : all,
+    );
+  };
+  return (RED: object) =>
+    (nodeModule as (red: object) => void)(Object.create(RED, { _: { value: _ } }));
+}
+{
+  const helper = require('node-red-node-test-helper') as {
+    load(nodes: unknown, ...rest: unknown[]): Promise<void>;
+  };
+  const load = helper.load.bind(helper);
+  helper.load = (nodes: unknown, ...rest: unknown[]) =>
+    load(Array.isArray(nodes) ? nodes.map(translated) : translated(nodes), ...rest);
+}
+
 /** A sinon spy call, as far as the tests read it. */
 export interface SpyCall {
   args: unknown[];
@@ -38,7 +78,7 @@ export interface Body {
   state: string;
   url: string;
   qr: string;
-  error: string;
+  error?: { code: string; message: string };
   account: { aci: string; number?: string };
   linked: boolean;
   connected: boolean;
@@ -181,7 +221,7 @@ export async function linkThroughAdminRoutes(
     20_000,
     'linked',
   );
-  assert.equal(linked.state, 'linked', linked.error);
+  assert.equal(linked.state, 'linked', linked.error?.message);
   await poll(
     async () => (await helper.request().get(`/signal-account/${id}/status`).expect(200)).body,
     (b) => b.connected,
