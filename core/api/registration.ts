@@ -5,7 +5,7 @@
  * credentials. Statuses follow Signal-Server's VerificationController and RegistrationController;
  * every answer the user must act on becomes a typed error that says what to do next.
  *
- * Inputs arrive checked and normalized (E.164 number, code digits, transport) from
+ * What the user typed arrives checked and normalized (E.164 number, code digits) from
  * core/registration/register.ts, which holds the flow.
  */
 import { InvalidInputError, InvalidNumberError, ProtocolError, RateLimitedError } from '../errors';
@@ -257,6 +257,12 @@ export async function requestVerificationCode(
   transport: VerificationTransport,
   opts: { client?: string; acceptLanguage?: string } = {},
 ): Promise<VerificationSession> {
+  // Signal-Server's VerificationController knows these two transports only.
+  if (transport !== 'sms' && transport !== 'voice') {
+    throw new InvalidInputError(
+      `The code can be sent by "sms" or "voice", not "${String(transport)}"`,
+    );
+  }
   const how = transport === 'sms' ? 'an SMS' : 'a voice call';
   const what = `Requesting a verification code by ${transport === 'sms' ? 'SMS' : 'voice call'}`;
   const res = await call(

@@ -35,7 +35,6 @@ import {
   NotOnSignalError,
   ProtocolError,
   RateLimitedError,
-  SignalError,
 } from '../errors';
 import type { Logger } from '../log';
 import type { SendResult } from '../types';

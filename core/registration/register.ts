@@ -14,7 +14,6 @@ import type {
   RegisterAccountArgs,
   RegisteredAccount,
   VerificationSession,
-  VerificationTransport,
 } from '../api/registration';
 import type { ChatRequester } from '../net/types';
 import { InvalidInputError } from '../errors';
@@ -25,6 +24,7 @@ export {
   DEFAULT_VERIFICATION_CLIENT,
   captchaToken,
   getVerificationSession,
+  requestVerificationCode,
   sessionNeedsCaptcha,
   submitCaptcha,
   type RegisterAccountArgs,
@@ -41,21 +41,6 @@ export async function createVerificationSession(
   number: string,
 ): Promise<VerificationSession> {
   return wire.createVerificationSession(requester, normalizeNumber(number));
-}
-
-/** Signal sends the code by SMS or voice call; needs `allowedToRequestCode` (a solved captcha first). */
-export async function requestVerificationCode(
-  requester: ChatRequester,
-  sessionId: string,
-  transport: VerificationTransport,
-  opts: { client?: string; acceptLanguage?: string } = {},
-): Promise<VerificationSession> {
-  if (transport !== 'sms' && transport !== 'voice') {
-    throw new InvalidInputError(
-      `The code can be sent by "sms" or "voice", not "${String(transport)}"`,
-    );
-  }
-  return wire.requestVerificationCode(requester, sessionId, transport, opts);
 }
 
 /** Checks the code is digits before it costs one of the session's guesses, then submits it. */
