@@ -19,6 +19,7 @@ import {
 } from '@signalapp/libsignal-client';
 import { AccountEntropyPool, SvrKey } from '@signalapp/libsignal-client/dist/AccountKeys.js';
 import * as api from './api';
+import type { IdentityKind, KeyUpload } from './api';
 import { deviceCapabilities } from './account/capabilities';
 import {
   environmentKey,
@@ -54,13 +55,7 @@ import {
 import { redactingLogger, silentLogger, type Logger } from './log';
 import { KeyedLock } from './messaging/lock';
 import { deliveryReceipt, nullMessage, syncRequest } from './messaging/content';
-import {
-  PreKeyMaintenance,
-  storePreKeyPorts,
-  type IdentityKind,
-  type KeyUpload,
-  type PreKeyPorts,
-} from './messaging/prekeys';
+import { PreKeyMaintenance, storePreKeyPorts, type PreKeyPorts } from './messaging/prekeys';
 import { Receiver, type ReceiverStorePort } from './messaging/receiver';
 import { Sender, WireType, type SenderApi } from './messaging/sender';
 import { ChatConnection, DEFAULT_KEEPALIVE, type KeepaliveOptions } from './net/connection';

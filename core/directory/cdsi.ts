@@ -11,6 +11,7 @@ import {
   Net as LibsignalNet,
   type LibSignalError,
 } from '@signalapp/libsignal-client';
+import { stripPni } from '../api';
 import { USER_AGENT } from '../config';
 import {
   CancelledError,
@@ -103,7 +104,9 @@ export function sharedNetCount(): number {
 
 // ---------------------------------------------------------------- conversion
 
-const stripPni = (s: string): string => (s.startsWith('PNI:') ? s.slice(4) : s).toLowerCase();
+/** A PNI as the directory keeps it: untagged, lower-case; absent → null. */
+export const directoryPni = (pni: string | null | undefined): string | null =>
+  pni ? stripPni(pni).toLowerCase() : null;
 
 /** libsignal's response → ours: ACI bare, PNI without its `PNI:` prefix, absent → null. */
 export function convertCdsiResponse(response: {
@@ -113,7 +116,7 @@ export function convertCdsiResponse(response: {
   for (const [e164, entry] of response.entries) {
     out.set(e164, {
       aci: entry.aci ? entry.aci.toLowerCase() : null,
-      pni: entry.pni ? stripPni(entry.pni) : null,
+      pni: directoryPni(entry.pni),
     });
   }
   return out;

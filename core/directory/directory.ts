@@ -36,6 +36,7 @@ import type { LookupResult } from '../types';
 import {
   DEFAULT_CDSI_TIMEOUT_MS,
   NetCdsiBackend,
+  directoryPni,
   type CdsiAciAccessKey,
   type CdsiBackend,
   type CdsiCredentials,
@@ -133,9 +134,6 @@ interface Batch {
 }
 
 const WHAT = 'Phone number lookup';
-
-const stripPni = (pni: string | null | undefined): string | null =>
-  pni ? (pni.startsWith('PNI:') ? pni.slice(4) : pni).toLowerCase() : null;
 
 export class Directory {
   private readonly environment: Pick<Environment, 'name' | 'cdsi'>;
@@ -281,7 +279,7 @@ export class Directory {
     for (const number of numbers) {
       const c = known.get(number);
       const aci = c?.aci ? c.aci.toLowerCase() : null;
-      const pni = stripPni(c?.pni);
+      const pni = directoryPni(c?.pni);
       if (aci || pni)
         answers.set(number, { number, aci, pni, registered: true, source: 'contacts' });
       else rest.push(number);
@@ -306,7 +304,7 @@ export class Directory {
     for (const number of numbers) {
       const c = known.get(number);
       const aci = c?.aci ? c.aci.toLowerCase() : null;
-      const pni = stripPni(c?.pni);
+      const pni = directoryPni(c?.pni);
       if (aci || pni) out.push({ number, aci, pni, registered: true, source: 'contacts' });
       else missing.push(number);
     }
@@ -483,7 +481,7 @@ export class Directory {
       const registered: Array<{ number: string; aci: string | null; pni: string | null }> = [];
       for (const number of e164s) {
         const e = entries.get(number);
-        const entry = { aci: e?.aci ?? null, pni: stripPni(e?.pni) };
+        const entry = { aci: e?.aci ?? null, pni: directoryPni(e?.pni) };
         answers.set(number, entry);
         this.remember(number, entry);
         if (entry.aci || entry.pni) registered.push({ number, ...entry });

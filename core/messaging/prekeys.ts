@@ -18,23 +18,8 @@ import {
   generatePreKeys,
   generateSignedPreKey,
 } from '../crypto/keys';
+import type { IdentityKind, KeyUpload } from '../api';
 import type { Logger } from '../log';
-
-export type IdentityKind = 'aci' | 'pni';
-
-export interface UploadPreKey {
-  keyId: number;
-  publicKey: string;
-}
-export interface UploadSignedKey extends UploadPreKey {
-  signature: string;
-}
-export interface KeyUpload {
-  preKeys?: UploadPreKey[];
-  pqPreKeys?: UploadSignedKey[];
-  signedPreKey?: UploadSignedKey;
-  pqLastResortPreKey?: UploadSignedKey;
-}
 
 export interface PreKeyPorts {
   counts(kind: IdentityKind): Promise<{ count: number; pqCount: number }>;

@@ -18,6 +18,15 @@ import {
   signalEncrypt,
   type CiphertextMessage,
 } from '@signalapp/libsignal-client';
+import {
+  MismatchedDevices,
+  StaleDevices,
+  UnidentifiedAccessRejected,
+  type BundleResponse,
+  type DeviceBundle,
+  type OutgoingMessage,
+  type OutgoingMessages,
+} from '../api';
 import { deriveAccessKey } from '../crypto/access-key';
 import { padMessage } from '../crypto/padding';
 import {
@@ -26,7 +35,6 @@ import {
   NotOnSignalError,
   ProtocolError,
   RateLimitedError,
-  SignalError,
 } from '../errors';
 import type { Logger } from '../log';
 import type { SendResult } from '../types';
@@ -38,53 +46,6 @@ import type { ProtocolStores } from './receiver';
 /** Envelope types on the wire (Signal's numbering, not libsignal's: §5). */
 export const WireType = { CIPHERTEXT: 1, PREKEY: 3, UNIDENTIFIED: 6, PLAINTEXT: 8 } as const;
 
-export interface OutgoingMessage {
-  type: number;
-  destinationDeviceId: number;
-  destinationRegistrationId: number;
-  content: string;
-}
-
-export interface DeviceBundle {
-  deviceId: number;
-  registrationId: number;
-  preKey: { keyId: number; publicKey: Uint8Array } | null;
-  signedPreKey: { keyId: number; publicKey: Uint8Array; signature: Uint8Array };
-  pqPreKey: { keyId: number; publicKey: Uint8Array; signature: Uint8Array };
-}
-
-export interface BundleResponse {
-  identityKey: Uint8Array;
-  devices: DeviceBundle[];
-}
-
-/** 409: the server's view of the recipient's devices differs from ours. */
-export class MismatchedDevices extends SignalError {
-  constructor(
-    readonly missingDevices: number[],
-    readonly extraDevices: number[],
-  ) {
-    super(
-      'SERVER',
-      `device list out of date: missing ${missingDevices.join(',')} extra ${extraDevices.join(',')}`,
-    );
-  }
-}
-
-/** 410: sessions with these devices are stale (the device re-registered). */
-export class StaleDevices extends SignalError {
-  constructor(readonly staleDevices: number[]) {
-    super('SERVER', `stale devices ${staleDevices.join(',')}`);
-  }
-}
-
-/** 401 on a sealed-sender send: our access key is wrong (profile key changed): fall back. */
-export class UnidentifiedAccessRejected extends SignalError {
-  constructor() {
-    super('UNAUTHORIZED', 'unidentified access rejected');
-  }
-}
-
 /** The network calls the sender makes, wired by the client to core/api over the right socket. */
 export interface SenderApi {
   getPreKeyBundles(
@@ -93,11 +54,7 @@ export interface SenderApi {
     accessKey?: Uint8Array,
   ): Promise<BundleResponse>;
   /** Throws MismatchedDevices, StaleDevices, UnidentifiedAccessRejected or core errors. */
-  sendMessages(
-    serviceId: string,
-    body: { messages: OutgoingMessage[]; timestamp: number; online: boolean; urgent: boolean },
-    accessKey?: Uint8Array,
-  ): Promise<void>;
+  sendMessages(serviceId: string, body: OutgoingMessages, accessKey?: Uint8Array): Promise<void>;
   getSenderCertificate(): Promise<Uint8Array>;
 }
 

@@ -17,12 +17,10 @@ import {
 } from '@signalapp/libsignal-client';
 import { unpadMessage } from '../../../core/crypto/padding';
 import { KeyedLock } from '../../../core/messaging/lock';
+import type { BundleResponse, DeviceBundle, OutgoingMessage } from '../../../core/api';
 import {
   Sender,
   WireType,
-  type BundleResponse,
-  type DeviceBundle,
-  type OutgoingMessage,
   type SenderApi,
   type SenderOptions,
 } from '../../../core/messaging/sender';

@@ -11,11 +11,10 @@ import {
   signalEncrypt,
 } from '@signalapp/libsignal-client';
 import { silentLogger, type Logger } from '../../../core/log';
+import type { IdentityKind, KeyUpload } from '../../../core/api';
 import {
   PreKeyMaintenance,
   storePreKeyPorts,
-  type IdentityKind,
-  type KeyUpload,
   type PreKeyPorts,
 } from '../../../core/messaging/prekeys';
 import { KEY_GRACE_MS, type SignalStore } from '../../../core/store';

@@ -4,11 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import {
-  MismatchedDevices,
-  UnidentifiedAccessRejected,
-  WireType,
-} from '../../../core/messaging/sender';
+import { MismatchedDevices, UnidentifiedAccessRejected } from '../../../core/api';
+import { WireType } from '../../../core/messaging/sender';
 import { NetworkError, NotOnSignalError, RateLimitedError } from '../../../core/errors';
 import { tempDir } from '../store/helpers';
 import { makePair, type Pair } from './fake-api';
