@@ -6,7 +6,7 @@
  */
 import { SignalError } from '../../../core/errors';
 import type { RedRequest, RedResponse } from '../red';
-import { sendError, stringField } from '../registration';
+import { stringField } from '../registration';
 import { bodyOf, deployedClient, route, type AdminContext } from './context';
 
 export function installChallengeRoutes(ctx: AdminContext): void {
@@ -16,13 +16,9 @@ export function installChallengeRoutes(ctx: AdminContext): void {
     '/signal-account/:id/challenge',
     write,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const client = await deployedClient(ctx, req, res);
-        if (!client) return;
-        res.json({ pending: client.pendingChallenge });
-      } catch (e) {
-        sendError(res, e);
-      }
+      const client = await deployedClient(ctx, req, res);
+      if (!client) return;
+      res.json({ pending: client.pendingChallenge });
     }),
   );
 
@@ -30,19 +26,15 @@ export function installChallengeRoutes(ctx: AdminContext): void {
     '/signal-account/:id/challenge',
     write,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const body = bodyOf(req);
-        const captcha = stringField(body, 'captcha');
-        const token = stringField(body, 'token');
-        if (!captcha)
-          throw new SignalError('INVALID_INPUT', 'Paste the solved captcha (signalcaptcha://…)');
-        const client = await deployedClient(ctx, req, res);
-        if (!client) return;
-        await client.submitChallenge({ captcha, ...(token ? { token } : {}) });
-        res.json({ state: 'accepted' });
-      } catch (e) {
-        sendError(res, e);
-      }
+      const body = bodyOf(req);
+      const captcha = stringField(body, 'captcha');
+      const token = stringField(body, 'token');
+      if (!captcha)
+        throw new SignalError('INVALID_INPUT', 'Paste the solved captcha (signalcaptcha://…)');
+      const client = await deployedClient(ctx, req, res);
+      if (!client) return;
+      await client.submitChallenge({ captcha, ...(token ? { token } : {}) });
+      res.json({ state: 'accepted' });
     }),
   );
 }

@@ -6,7 +6,6 @@
  */
 import type { RedRequest, RedResponse } from '../red';
 import { serviceIdOf } from '../identity';
-import { sendError } from '../registration';
 import { bodyOf, deployedClient, route, type AdminContext } from './context';
 
 export function installIdentityRoutes(ctx: AdminContext): void {
@@ -16,14 +15,10 @@ export function installIdentityRoutes(ctx: AdminContext): void {
     '/signal-account/:id/identities',
     read,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const client = await deployedClient(ctx, req, res);
-        if (!client) return;
-        // Before linking there is no store of identities, so nothing waits.
-        res.json({ pending: client.account ? client.pendingIdentities() : [] });
-      } catch (e) {
-        sendError(res, e);
-      }
+      const client = await deployedClient(ctx, req, res);
+      if (!client) return;
+      // Before linking there is no store of identities, so nothing waits.
+      res.json({ pending: client.account ? client.pendingIdentities() : [] });
     }),
   );
 
@@ -31,26 +26,22 @@ export function installIdentityRoutes(ctx: AdminContext): void {
     '/signal-account/:id/identities/approve',
     write,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const serviceId = serviceIdOf(bodyOf(req).serviceId);
-        const client = await deployedClient(ctx, req, res);
-        if (!client) return;
-        if (!client.account || !client.approveIdentity(serviceId)) {
-          res.status(404).json({
-            error: {
-              code: 'INVALID_INPUT',
-              message: `No changed safety number of ${serviceId} waits for approval: there is nothing to approve`,
-            },
-          });
-          return;
-        }
-        RED.log.info(
-          `[signal-account:${req.params.id}] approved the new safety number of ${serviceId}`,
-        );
-        res.json({ approved: true, serviceId });
-      } catch (e) {
-        sendError(res, e);
+      const serviceId = serviceIdOf(bodyOf(req).serviceId);
+      const client = await deployedClient(ctx, req, res);
+      if (!client) return;
+      if (!client.account || !client.approveIdentity(serviceId)) {
+        res.status(404).json({
+          error: {
+            code: 'INVALID_INPUT',
+            message: `No changed safety number of ${serviceId} waits for approval: there is nothing to approve`,
+          },
+        });
+        return;
       }
+      RED.log.info(
+        `[signal-account:${req.params.id}] approved the new safety number of ${serviceId}`,
+      );
+      res.json({ approved: true, serviceId });
     }),
   );
 }

@@ -14,7 +14,7 @@ import { normalizeNumber } from '../../../core/directory/number';
 import { SignalError } from '../../../core/errors';
 import { RegistrationError } from '../../../core/registration';
 import type { RedRequest, RedResponse } from '../red';
-import { sendError, stringField } from '../registration';
+import { stringField } from '../registration';
 import { environmentOf, nodeLogger, type AccountConfig } from '../settings';
 import { bodyOf, route, summary, unknownAccount, type AdminContext } from './context';
 
@@ -118,8 +118,6 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
           ...(secret ? { secret } : {}),
         });
         res.json(status);
-      } catch (e) {
-        sendError(res, e);
       } finally {
         if (client) settleTemporary(id, client);
       }
@@ -160,8 +158,6 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
           // The number was active on another device, which this registration signed out.
           ...(reregistration ? { reregistration: true, notice } : {}),
         });
-      } catch (e) {
-        sendError(res, e);
       } finally {
         if (client) settleTemporary(id, client);
       }
@@ -172,17 +168,13 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
     '/signal-account/:id/register',
     write,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const id = req.params.id ?? '';
-        const file = dataFileFor(id);
-        const client = await registrationClient(id);
-        if (client) return res.json(client.registration);
-        // Nothing in progress: an account registered or linked before its first deploy has a file.
-        if (fs.existsSync(file)) return res.json({ state: 'idle' });
-        unknownAccount(res, id);
-      } catch (e) {
-        sendError(res, e);
-      }
+      const id = req.params.id ?? '';
+      const file = dataFileFor(id);
+      const client = await registrationClient(id);
+      if (client) return res.json(client.registration);
+      // Nothing in progress: an account registered or linked before its first deploy has a file.
+      if (fs.existsSync(file)) return res.json({ state: 'idle' });
+      unknownAccount(res, id);
     }),
   );
 
@@ -198,8 +190,6 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
         client = await registrationClient(id);
         if (!client) return unknownAccount(res, id);
         res.json(await client.cancelRegistration(secret));
-      } catch (e) {
-        sendError(res, e);
       } finally {
         if (client) settleTemporary(id, client);
       }
@@ -212,13 +202,9 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
     '/signal-account/registry',
     write,
     route(async (_req: RedRequest, res: RedResponse) => {
-      try {
-        const registry = await guard();
-        const [numbers, audit] = await Promise.all([registry.list(), registry.audit()]);
-        res.json({ numbers, audit: audit.slice(-50) });
-      } catch (e) {
-        sendError(res, e);
-      }
+      const registry = await guard();
+      const [numbers, audit] = await Promise.all([registry.list(), registry.audit()]);
+      res.json({ numbers, audit: audit.slice(-50) });
     }),
   );
 
@@ -226,27 +212,23 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
     '/signal-account/registry/release',
     write,
     route(async (req: RedRequest, res: RedResponse) => {
-      try {
-        const body = bodyOf(req);
-        const given = stringField(body, 'number');
-        if (!given) throw new SignalError('INVALID_INPUT', 'Give the number to release');
-        const number = normalizeNumber(given);
-        const secret = stringField(body, 'secret');
-        const registry = await guard();
-        if (!(await registry.list()).some((e) => e.number === number)) {
-          res.status(404).json({
-            error: {
-              code: 'INVALID_INPUT',
-              message: `${number} is not claimed through this Node-RED: there is nothing to release`,
-            },
-          });
-          return;
-        }
-        await registry.release(number, secret);
-        res.json({ released: number });
-      } catch (e) {
-        sendError(res, e);
+      const body = bodyOf(req);
+      const given = stringField(body, 'number');
+      if (!given) throw new SignalError('INVALID_INPUT', 'Give the number to release');
+      const number = normalizeNumber(given);
+      const secret = stringField(body, 'secret');
+      const registry = await guard();
+      if (!(await registry.list()).some((e) => e.number === number)) {
+        res.status(404).json({
+          error: {
+            code: 'INVALID_INPUT',
+            message: `${number} is not claimed through this Node-RED: there is nothing to release`,
+          },
+        });
+        return;
       }
+      await registry.release(number, secret);
+      res.json({ released: number });
     }),
   );
 }
