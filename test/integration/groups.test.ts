@@ -9,8 +9,8 @@ import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
 import type { Receiver, ReceiverStorePort } from '../../core/messaging/receiver';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
-import { introduce, type MockDevice } from '../harness/mock-phone';
+import { linkedWithBobPerTest, withTimeout, type PrimaryDevice } from './helpers';
+import type { MockDevice } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 
 /** The mock's own libsignal copy (0.100): its objects must not mix with ours (PROTOCOL.md §11). */
@@ -63,34 +63,31 @@ async function senderKeyMessageOf(
 
 describe('integration: group messages with sender keys', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-  let client: SignalClient;
-  let device: MockDevice;
-
-  beforeEach(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-    ({ client } = await linkClient(sandbox, alice));
-    device = await introduce(sandbox, client, bob);
-  });
-  afterEach(async () => {
-    await sandbox.close();
-  });
+  const world = linkedWithBobPerTest();
 
   it('stores the sender key Bob distributes, decrypts his sealed group message, emits it once with the group id', async () => {
-    const group = await bob.createGroup({ title: 'Garden club', members: [bob, alice] });
-    const seen = messages(client);
-    const distributionId = await bob.sendSenderKey(device);
+    const group = await world.bob.createGroup({
+      title: 'Garden club',
+      members: [world.bob, world.alice],
+    });
+    const seen = messages(world.client);
+    const distributionId = await world.bob.sendSenderKey(world.device);
     // The mock sends the key without waiting for it (`void sendRaw`): the test waits for it to be
     // stored, so that the group message cannot overtake it on the way.
-    await until(() => hasSenderKey(client, bob, distributionId), 10_000, 'sender key stored');
+    await until(
+      () => hasSenderKey(world.client, world.bob, distributionId),
+      10_000,
+      'sender key stored',
+    );
     const timestamp = Date.now();
-    await bob.sendText(device, 'hello group', { group, sealed: true, distributionId, timestamp });
+    await world.bob.sendText(world.device, 'hello group', {
+      group,
+      sealed: true,
+      distributionId,
+      timestamp,
+    });
     await until(() => seen.length > 0, 10_000, 'the group message');
-    await client.idle();
+    await world.client.idle();
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(seen.length, 1, 'emitted once');
     const [ev] = seen;
@@ -98,19 +95,24 @@ describe('integration: group messages with sender keys', function () {
     assert.equal(ev.body, 'hello group');
     assert.equal(ev.groupId, group.id, "the mock's group identifier");
     assert.equal(ev.sealed, true);
-    assert.equal(ev.from.aci, bob.device.aci);
+    assert.equal(ev.from.aci, world.bob.device.aci);
     assert.equal(ev.timestamp, timestamp);
-    const receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
     assert.equal(receiver.drops.get('decrypt-failed') ?? 0, 0);
-    assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
+    assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
 
   it('takes a sender key that arrives beside a message in one Content', async () => {
-    const group = await bob.createGroup({ title: 'Chess', members: [bob, alice] });
-    const seen = messages(client);
-    const distributionId = await bob.sendSenderKey(device, { skipSkdmSend: true } as never);
-    const skdm = await senderKeyMessageOf(bob, device, distributionId);
-    await bob.sendRaw(device, {
+    const group = await world.bob.createGroup({
+      title: 'Chess',
+      members: [world.bob, world.alice],
+    });
+    const seen = messages(world.client);
+    const distributionId = await world.bob.sendSenderKey(world.device, {
+      skipSkdmSend: true,
+    } as never);
+    const skdm = await senderKeyMessageOf(world.bob, world.device, distributionId);
+    await world.bob.sendRaw(world.device, {
       content: {
         dataMessage: {
           ...EMPTY_DATA_MESSAGE,
@@ -125,18 +127,28 @@ describe('integration: group messages with sender keys', function () {
     await until(() => seen.length === 1, 10_000, 'the 1:1 group message');
     assert.equal(seen[0]?.body, 'first, one to one');
     assert.equal(seen[0]?.groupId, group.id);
-    assert.ok(await hasSenderKey(client, bob, distributionId), 'stored with that message');
-    await bob.sendText(device, 'then with the key', { group, sealed: true, distributionId });
+    assert.ok(
+      await hasSenderKey(world.client, world.bob, distributionId),
+      'stored with that message',
+    );
+    await world.bob.sendText(world.device, 'then with the key', {
+      group,
+      sealed: true,
+      distributionId,
+    });
     await until(() => seen.length === 2, 10_000, 'the sender-key message');
     assert.equal(seen[1]?.body, 'then with the key');
     assert.equal(seen[1]?.groupId, group.id);
-    assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
+    assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
 
   it('a sender key is committed with its envelope or not at all: a failed commit is redelivered and then stored', async () => {
-    const group = await bob.createGroup({ title: 'Atomic', members: [bob, alice] });
-    const seen = messages(client);
-    const receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const group = await world.bob.createGroup({
+      title: 'Atomic',
+      members: [world.bob, world.alice],
+    });
+    const seen = messages(world.client);
+    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
     const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
     const insert = port.insertReceived.bind(port);
     let calls = 0;
@@ -144,37 +156,50 @@ describe('integration: group messages with sender keys', function () {
       if (++calls === 1) throw new Error('disk I/O error');
       insert(...args);
     };
-    const distributionId = await bob.sendSenderKey(device);
+    const distributionId = await world.bob.sendSenderKey(world.device);
     await until(() => calls === 1, 10_000, 'the failed commit');
-    await client.idle();
+    await world.client.idle();
     assert.equal(
-      await hasSenderKey(client, bob, distributionId),
+      await hasSenderKey(world.client, world.bob, distributionId),
       false,
       'rolled back with the log row (answered 500: the server keeps the envelope)',
     );
     // The next connection gets the envelope again (PROTOCOL.md §2).
-    client.dropConnectionForTesting();
-    await until(() => hasSenderKey(client, bob, distributionId), 10_000, 'stored on redelivery');
-    await bob.sendText(device, 'after the redelivery', { group, sealed: true, distributionId });
+    world.client.dropConnectionForTesting();
+    await until(
+      () => hasSenderKey(world.client, world.bob, distributionId),
+      10_000,
+      'stored on redelivery',
+    );
+    await world.bob.sendText(world.device, 'after the redelivery', {
+      group,
+      sealed: true,
+      distributionId,
+    });
     await until(() => seen.length === 1, 10_000, 'the group message');
     assert.equal(seen[0]?.body, 'after the redelivery');
-    assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
+    assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
 
   it('without the sender key, asks Bob for a resend and emits nothing (the control for the above)', async () => {
-    const group = await bob.createGroup({ title: 'Quiet', members: [bob, alice] });
-    const seen = messages(client);
-    const distributionId = await bob.sendSenderKey(device, { skipSkdmSend: true } as never);
+    const group = await world.bob.createGroup({
+      title: 'Quiet',
+      members: [world.bob, world.alice],
+    });
+    const seen = messages(world.client);
+    const distributionId = await world.bob.sendSenderKey(world.device, {
+      skipSkdmSend: true,
+    } as never);
     const timestamp = Date.now();
-    await bob.sendText(device, 'no key for this', {
+    await world.bob.sendText(world.device, 'no key for this', {
       group,
       sealed: true,
       distributionId,
       timestamp,
     });
-    const request = await withTimeout(bob.waitForDecryptionError(), 10_000, 'retry request');
+    const request = await withTimeout(world.bob.waitForDecryptionError(), 10_000, 'retry request');
     assert.equal(request.timestamp, timestamp);
-    await client.idle();
+    await world.client.idle();
     assert.deepEqual(seen, []);
   });
 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { SignalClient, type SignalClientOptions } from '../../core/client';
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { Logger } from '../../core/log';
+import { introduce, type MockDevice } from '../harness/mock-phone';
 
 export { withTimeout };
 
@@ -70,3 +71,32 @@ export async function linkClient(
 
 export { startSandbox };
 export type { Sandbox, PrimaryDevice };
+
+/** A fresh sandbox per test: Alice linked to a new client, Bob (her contact) able to write to it. */
+export interface LinkedWithBob {
+  sandbox: Sandbox;
+  alice: PrimaryDevice;
+  bob: PrimaryDevice;
+  client: SignalClient;
+  /** Our device as the mock knows it: the target of Bob's sends. */
+  device: MockDevice;
+}
+
+/** Sets up LinkedWithBob before each test and closes its sandbox after. Call inside a describe(). */
+export function linkedWithBobPerTest(): LinkedWithBob {
+  const world = {} as LinkedWithBob;
+  beforeEach(async () => {
+    world.sandbox = await startSandbox();
+    world.bob = await world.sandbox.createPrimary({ profileName: 'Bob' });
+    world.alice = await world.sandbox.createPrimary({
+      profileName: 'Alice',
+      contacts: [world.bob],
+    });
+    world.client = (await linkClient(world.sandbox, world.alice)).client;
+    world.device = await introduce(world.sandbox, world.client, world.bob);
+  });
+  afterEach(async () => {
+    await world.sandbox?.close();
+  });
+  return world;
+}

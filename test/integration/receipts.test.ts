@@ -8,8 +8,8 @@ import type { SignalClient } from '../../core/client';
 import type { Receiver } from '../../core/messaging/receiver';
 import { WireType, type SenderApi } from '../../core/messaging/sender';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
-import { introduce, type MockDevice } from '../harness/mock-phone';
+import { linkedWithBobPerTest, withTimeout, type PrimaryDevice } from './helpers';
+import { introduce } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 
 function messages(client: SignalClient): MessageEvent[] {
@@ -51,44 +51,32 @@ const AFTER_WINDOW_MS = 1_500;
 
 describe('integration: delivery receipts', function () {
   this.timeout(60_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-  let client: SignalClient;
-  let device: MockDevice;
-
-  beforeEach(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-    ({ client } = await linkClient(sandbox, alice));
-    device = await introduce(sandbox, client, bob);
-  });
-  afterEach(async () => {
-    await sandbox.close();
-  });
+  const world = linkedWithBobPerTest();
 
   it("answers Bob's message with a delivery receipt naming its timestamp, sealed once his profile key is known", async () => {
-    const seen = messages(client);
-    const puts = putTypes(client, bob.device.aci);
+    const seen = messages(world.client);
+    const puts = putTypes(world.client, world.bob.device.aci);
     const timestamp = Date.now();
-    await bob.sendText(device, 'did you get this?', { timestamp, withProfileKey: true });
-    const receipt = await withTimeout(bob.waitForReceipt(), 10_000, 'delivery receipt');
+    await world.bob.sendText(world.device, 'did you get this?', {
+      timestamp,
+      withProfileKey: true,
+    });
+    const receipt = await withTimeout(world.bob.waitForReceipt(), 10_000, 'delivery receipt');
     assert.equal(receipt.receiptMessage.type, 0, 'DELIVERY');
     assert.deepEqual((receipt.receiptMessage.timestamp ?? []).map(Number), [timestamp]);
-    assert.equal(receipt.source.aci, alice.device.aci, 'from our account');
+    assert.equal(receipt.source.aci, world.alice.device.aci, 'from our account');
     // (The mock reports the inner type of a sealed envelope: the PUT shows how it went.)
     assert.deepEqual(puts, [[WireType.UNIDENTIFIED]], 'one PUT, sealed');
     assert.equal(seen.length, 1);
   });
 
   it('a burst of messages is answered with fewer receipt messages, covering every timestamp', async () => {
-    const seen = messages(client);
+    const seen = messages(world.client);
     const base = Date.now();
     const timestamps = [0, 1, 2, 3, 4, 5].map((i) => base + i);
     for (const [i, timestamp] of timestamps.entries())
-      await bob.sendText(device, `burst ${i}`, { timestamp });
-    const receipts = await receiptsCovering(bob, timestamps);
+      await world.bob.sendText(world.device, `burst ${i}`, { timestamp });
+    const receipts = await receiptsCovering(world.bob, timestamps);
     assert.equal(seen.length, timestamps.length);
     assert.ok(
       receipts.length < timestamps.length,
@@ -98,7 +86,7 @@ describe('integration: delivery receipts', function () {
   });
 
   it('no receipt for a receipt, for a redelivered duplicate, or for what our own phone syncs', async () => {
-    const receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
     // Keep the envelope Bob's first message arrives in, to hand it in again later.
     const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
     const original = inner.processEnvelope.bind(receiver);
@@ -107,65 +95,68 @@ describe('integration: delivery receipts', function () {
       first ??= Uint8Array.from(b);
       return original(b);
     };
-    const seen = messages(client);
+    const seen = messages(world.client);
     const timestamp = Date.now();
-    await bob.sendText(device, 'once', { timestamp });
-    await receiptsCovering(bob, [timestamp]);
+    await world.bob.sendText(world.device, 'once', { timestamp });
+    await receiptsCovering(world.bob, [timestamp]);
     inner.processEnvelope = original;
     assert.ok(first);
     const put = () =>
       receiver.handleRequest({ verb: 'PUT', path: '/api/v1/message', body: first!, headers: {} });
     assert.equal(await put(), 200);
     assert.equal(receiver.drops.get('duplicate'), 1);
-    await bob.sendReceipt(device, { type: ReceiptType.Delivery, messageTimestamps: [timestamp] });
-    const ourPhone = await introduce(sandbox, client, alice);
-    await alice.sendText(ourPhone, 'a note from our own phone');
+    await world.bob.sendReceipt(world.device, {
+      type: ReceiptType.Delivery,
+      messageTimestamps: [timestamp],
+    });
+    const ourPhone = await introduce(world.sandbox, world.client, world.alice);
+    await world.alice.sendText(ourPhone, 'a note from our own phone');
     await until(() => seen.length === 2, 10_000, "our phone's message");
-    await client.idle();
+    await world.client.idle();
     await new Promise((r) => setTimeout(r, AFTER_WINDOW_MS));
-    assert.equal(bob.getReceiptQueueSize(), 0, 'nothing more for Bob');
-    assert.equal(alice.getReceiptQueueSize(), 0, 'nothing for our own phone');
+    assert.equal(world.bob.getReceiptQueueSize(), 0, 'nothing more for Bob');
+    assert.equal(world.alice.getReceiptQueueSize(), 0, 'nothing for our own phone');
     assert.equal(receiver.receipts?.failed, 0);
   });
 
   it('no receipt for a message to our PNI (it would tell a number-only sender our ACI)', async () => {
-    const seen = messages(client);
-    await bob.addSingleUseKey(
-      device,
-      await device.popSingleUseKey(ServiceIdKind.PNI),
+    const seen = messages(world.client);
+    await world.bob.addSingleUseKey(
+      world.device,
+      await world.device.popSingleUseKey(ServiceIdKind.PNI),
       ServiceIdKind.PNI,
     );
-    await bob.sendText(device, 'to your number', { serviceIdKind: ServiceIdKind.PNI });
+    await world.bob.sendText(world.device, 'to your number', { serviceIdKind: ServiceIdKind.PNI });
     await until(() => seen.length === 1, 10_000, 'the message to our PNI');
     await new Promise((r) => setTimeout(r, AFTER_WINDOW_MS));
-    assert.equal(bob.getReceiptQueueSize(), 0, 'no receipt');
+    assert.equal(world.bob.getReceiptQueueSize(), 0, 'no receipt');
     // The control: the same sender, to our ACI, gets one.
     const timestamp = Date.now();
-    await bob.sendText(device, 'to your account', { timestamp });
-    assert.deepEqual(await receiptsCovering(bob, [timestamp]), [[timestamp]]);
+    await world.bob.sendText(world.device, 'to your account', { timestamp });
+    assert.deepEqual(await receiptsCovering(world.bob, [timestamp]), [[timestamp]]);
   });
 
   it('a receipt send that hangs holds nothing back, and close() leaves no receipt timer behind', async () => {
     const hung: string[] = [];
     // Every receipt send from now on never answers.
     (
-      client as unknown as { sendDeliveryReceipt: (to: string) => Promise<void> }
+      world.client as unknown as { sendDeliveryReceipt: (to: string) => Promise<void> }
     ).sendDeliveryReceipt = (to) => {
       hung.push(to);
       return new Promise<void>(() => undefined);
     };
-    const receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
     const receipts = receiver.receipts;
     assert.ok(receipts);
-    const seen = messages(client);
-    await bob.sendText(device, 'one');
+    const seen = messages(world.client);
+    await world.bob.sendText(world.device, 'one');
     await until(() => hung.length === 1, 5_000, 'first receipt sent');
-    await bob.sendText(device, 'two');
-    await bob.sendText(device, 'three');
+    await world.bob.sendText(world.device, 'two');
+    await world.bob.sendText(world.device, 'three');
     await until(() => seen.length === 3, 10_000, 'every message emitted meanwhile');
     assert.ok(receipts.pendingCount > 0, 'the later receipts wait in their window');
     const start = Date.now();
-    await client.close();
+    await world.client.close();
     assert.ok(Date.now() - start < 5_000, 'close is not held up by the hung send');
     assert.equal((receipts as unknown as { timer: unknown }).timer, null, 'no timer left');
     assert.equal(receipts.pendingCount, 0, 'pending receipts dropped');

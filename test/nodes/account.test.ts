@@ -13,7 +13,6 @@ import inNode = require('../../nodes/signal-in');
 import lookupNode = require('../../nodes/signal-lookup');
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
 import { SignalClient } from '../../core/client';
-import { startSandbox, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import {
   accountConfig,
   helper,
@@ -25,6 +24,7 @@ import {
   type AccountTestNode,
   type TestNode,
   freshDataDirPerTest,
+  phonesPerSuite,
 } from './support';
 
 const nodes = [accountNode, outNode, inNode, lookupNode];
@@ -56,18 +56,7 @@ function statusShown(
 
 describe('signal-account and its flow nodes: status, close, region, relinking', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-
-  before(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const world = phonesPerSuite();
   const data = freshDataDirPerTest('sigflow-account-');
 
   const flowNodes = (account: string) => [
@@ -78,13 +67,16 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
   ];
 
   it('flow nodes show the account status as it changes: connected (green dot), reconnecting (yellow ring), then connected again', async () => {
-    await helper.load(nodes, [accountConfig(sandbox, 'acct1', 'Alice'), ...flowNodes('acct1')]);
+    await helper.load(nodes, [
+      accountConfig(world.sandbox, 'acct1', 'Alice'),
+      ...flowNodes('acct1'),
+    ]);
     assert.deepEqual(statusesOf('out1').at(-1), {
       fill: 'grey',
       shape: 'ring',
       text: 'not linked',
     });
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     for (const id of ['out1', 'in1', 'lookup1'])
       assert.deepEqual(await statusShown(id, 'connected'), {
         fill: 'green',
@@ -107,19 +99,25 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
   });
 
   it('an account the phone removed shows "not linked" in red, and Link device links it again in place', async () => {
-    await helper.load(nodes, [accountConfig(sandbox, 'acct1', 'Alice'), ...flowNodes('acct1')]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await helper.load(nodes, [
+      accountConfig(world.sandbox, 'acct1', 'Alice'),
+      ...flowNodes('acct1'),
+    ]);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     // The server stops accepting the stored credentials, as after the phone removed this device
     // (the mock keeps a removed device's credentials working, so the stored password is changed
     // while Node-RED is stopped).
     await helper.unload();
     const offline = await SignalClient.open({
       dataFile: path.join(data.dir, 'acct1.db'),
-      environment: sandbox.environment,
+      environment: world.sandbox.environment,
     });
     offline.storeForTesting?.account.update({ password: 'not-the-password' });
     await offline.close();
-    await helper.load(nodes, [accountConfig(sandbox, 'acct1', 'Alice'), ...flowNodes('acct1')]);
+    await helper.load(nodes, [
+      accountConfig(world.sandbox, 'acct1', 'Alice'),
+      ...flowNodes('acct1'),
+    ]);
     const client = await (helper.getNode('acct1') as AccountTestNode).client();
     assert.deepEqual(await statusShown('out1', 'not linked', 0, 'red'), {
       fill: 'red',
@@ -134,7 +132,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
     assert.equal(status.state, 'unlinked');
     // Link device works again: the dead account is set aside and the phone links a new one.
     const relinkedFrom = statusesOf('out1').length;
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     assert.deepEqual(await statusShown('out1', 'connected', relinkedFrom, 'green'), {
       fill: 'green',
       shape: 'dot',
@@ -145,14 +143,14 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       fs.readdirSync(data.dir).join(', '),
     );
     const sent = nextInput(helper.getNode('sink') as TestNode, (m) => m.payload === 'relinked');
-    (helper.getNode('out1') as TestNode).receive({ payload: 'relinked', to: bob.device.aci });
+    (helper.getNode('out1') as TestNode).receive({ payload: 'relinked', to: world.bob.device.aci });
     await sent;
-    assert.equal((await bob.waitForMessage()).body, 'relinked');
+    assert.equal((await world.bob.waitForMessage()).body, 'relinked');
   });
 
   it('an account with unusable settings shows an error in red on its flow nodes and logs why', async () => {
     await helper.load(nodes, [
-      { ...accountConfig(sandbox, 'acct1', 'Alice'), region: 'XX' },
+      { ...accountConfig(world.sandbox, 'acct1', 'Alice'), region: 'XX' },
       ...flowNodes('acct1'),
     ]);
     const shown = await statusShown('out1', 'error: invalid input');
@@ -169,18 +167,18 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
 
   it('with region "US", a lookup and a send of a national-format number resolve', async () => {
     await helper.load(nodes, [
-      { ...accountConfig(sandbox, 'acct1', 'Alice'), region: 'us' },
+      { ...accountConfig(world.sandbox, 'acct1', 'Alice'), region: 'us' },
       ...flowNodes('acct1'),
     ]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
-    const e164 = String(bob.device.number); // +1415 49x xxxx
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
+    const e164 = String(world.bob.device.number); // +1415 49x xxxx
     const national = `(${e164.slice(2, 5)}) ${e164.slice(5, 8)}-${e164.slice(8)}`;
     const sink = helper.getNode('sink') as TestNode;
     const looked = nextInput(sink);
     (helper.getNode('lookup1') as TestNode).receive({ payload: national });
     assert.deepEqual((await looked).payload, {
       number: e164,
-      aci: bob.device.aci,
+      aci: world.bob.device.aci,
       pni: null,
       registered: true,
     });
@@ -188,12 +186,15 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
     (helper.getNode('out1') as TestNode).receive({ payload: 'national', to: national });
     const results = ((await sent).signal as { results: Array<{ status: string }> }).results;
     assert.equal(results[0]?.status, 'sent');
-    assert.equal((await bob.waitForMessage()).body, 'national');
+    assert.equal((await world.bob.waitForMessage()).body, 'national');
   });
 
   it('without a region, a national-format number is INVALID_NUMBER naming it', async () => {
-    await helper.load(nodes, [accountConfig(sandbox, 'acct1', 'Alice'), ...flowNodes('acct1')]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await helper.load(nodes, [
+      accountConfig(world.sandbox, 'acct1', 'Alice'),
+      ...flowNodes('acct1'),
+    ]);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     const err = nextError(helper.getNode('lookup1') as TestNode);
     (helper.getNode('lookup1') as TestNode).receive({ payload: '(415) 491-2345' } as NodeMessage);
     const e = await err;
@@ -202,9 +203,9 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
   });
 
   it('closing flow nodes detaches their listeners (counts back to before they were deployed) and a full close ends well within 15 s', async () => {
-    const account = accountConfig(sandbox, 'acct1', 'Alice');
+    const account = accountConfig(world.sandbox, 'acct1', 'Alice');
     await helper.load(nodes, [account]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     const node = helper.getNode('acct1') as AccountTestNode & {
       events: { listenerCount(e: string): number };
     };

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import type { NodeMessage } from '../../nodes/lib/red';
-import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import { withTimeout } from '../harness/sandbox';
 import {
   accountConfig,
   freshDataDirPerTest,
@@ -16,6 +16,7 @@ import {
   linkThroughAdminRoutes,
   nextInput,
   type TestNode,
+  phonesPerSuite,
 } from './support';
 
 const catchNode = require('@node-red/nodes/core/common/25-catch.js') as unknown;
@@ -40,30 +41,19 @@ interface ErrorMsg extends NodeMessage {
 
 describe('nodes: rate-limit challenges through signal-out, a Catch node and the account dialog', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-
-  before(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const world = phonesPerSuite();
   freshDataDirPerTest('sigflow-challenge-');
 
   async function flow(): Promise<{ out: TestNode; sink: TestNode; caught: TestNode }> {
     await helper.load(nodes, [
       { id: 'tab1', type: 'tab', label: 'Flow 1' },
-      { ...accountConfig(sandbox, 'acct1', 'Alice'), z: 'tab1' },
+      { ...accountConfig(world.sandbox, 'acct1', 'Alice'), z: 'tab1' },
       { id: 'out1', type: 'signal-out', z: 'tab1', account: 'acct1', to: '', wires: [['sink']] },
       { id: 'sink', type: 'helper', z: 'tab1' },
       { id: 'catch1', type: 'catch', z: 'tab1', scope: null, uncaught: false, wires: [['caught']] },
       { id: 'caught', type: 'helper', z: 'tab1' },
     ]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     return {
       out: helper.getNode('out1') as TestNode,
       sink: helper.getNode('sink') as TestNode,
@@ -80,11 +70,14 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
 
   it('a 428 reaches the Catch node with code, token and recipient; msg.challenge answers it; the retry is delivered', async () => {
     const { out, sink, caught } = await flow();
-    sandbox.server.rateLimit({ source: alice.device.aci, target: bob.device.aci });
+    world.sandbox.server.rateLimit({
+      source: world.alice.device.aci,
+      target: world.bob.device.aci,
+    });
 
     const refused = nextInput(sink, (m) => m.payload === 'refused');
     const error = nextInput(caught, () => true) as Promise<ErrorMsg>;
-    out.receive({ payload: 'refused', to: bob.device.aci });
+    out.receive({ payload: 'refused', to: world.bob.device.aci });
     const result = results(await refused)[0];
     assert.equal(result?.status, 'failed');
     assert.equal(result?.error?.code, 'CHALLENGE_REQUIRED');
@@ -95,7 +88,7 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
     assert.equal(e.cause?.code, 'CHALLENGE_REQUIRED');
     assert.equal(e.cause?.token, 'token');
     assert.deepEqual(e.cause?.options, ['captcha']);
-    assert.equal(e.cause?.to, bob.device.aci);
+    assert.equal(e.cause?.to, world.bob.device.aci);
 
     // The dialog sees what is pending.
     const pending = await helper.request().get('/signal-account/acct1/challenge').expect(200);
@@ -107,12 +100,18 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
     assert.deepEqual((await answered).signal, { challenge: 'accepted' });
     const after = await helper.request().get('/signal-account/acct1/challenge').expect(200);
     assert.equal(challengeBody(after).pending, null);
-    sandbox.server.stopRateLimiting({ source: alice.device.aci, target: bob.device.aci });
+    world.sandbox.server.stopRateLimiting({
+      source: world.alice.device.aci,
+      target: world.bob.device.aci,
+    });
 
     const sent = nextInput(sink, (m) => m.payload === 'retried');
-    out.receive({ payload: 'retried', to: bob.device.aci });
+    out.receive({ payload: 'retried', to: world.bob.device.aci });
     assert.equal(results(await sent)[0]?.status, 'sent');
-    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'retried')).body, 'retried');
+    assert.equal(
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'retried')).body,
+      'retried',
+    );
   });
 
   it('the dialog answers a challenge; a captcha that does not pass, and bad msg.challenge shapes, are clear errors', async () => {
@@ -146,7 +145,7 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
     assert.deepEqual(ok.body, { state: 'accepted' });
 
     // The server says the captcha did not pass (428 on PUT /v1/challenge).
-    sandbox.server.respondToChallengesWith(428);
+    world.sandbox.server.respondToChallengesWith(428);
     try {
       const failed = nextInput(caught, () => true) as Promise<ErrorMsg>;
       out.receive({ challenge: { captcha: 'signalcaptcha://wrong', token: 'token' } });
@@ -154,7 +153,7 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
       assert.equal(e.code, 'CHALLENGE_REQUIRED');
       assert.match(e.message, /did not pass/);
     } finally {
-      sandbox.server.stopRespondingToChallenges();
+      world.sandbox.server.stopRespondingToChallenges();
     }
 
     for (const [challenge, pattern] of [
@@ -170,7 +169,7 @@ describe('nodes: rate-limit challenges through signal-out, a Catch node and the 
     }
     // The node still works.
     const sent = nextInput(sink, (m) => m.payload === 'still working');
-    out.receive({ payload: 'still working', to: bob.device.aci });
+    out.receive({ payload: 'still working', to: world.bob.device.aci });
     assert.equal(results(await sent)[0]?.status, 'sent');
   });
 });

@@ -8,7 +8,7 @@ import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import inNode = require('../../nodes/signal-in');
 import type { NodeMessage } from '../../nodes/lib/red';
-import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import { withTimeout } from '../harness/sandbox';
 import {
   accountConfig,
   helper,
@@ -17,6 +17,7 @@ import {
   nextInput,
   type TestNode,
   freshDataDirPerTest,
+  phonesPerSuite,
 } from './support';
 import { reinstallPhone } from '../harness/mock-phone';
 
@@ -48,39 +49,28 @@ const approve = (id: string, body: unknown) =>
 
 describe('approving a changed safety number: admin routes and msg.approveIdentity', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-
-  before(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const world = phonesPerSuite();
   freshDataDirPerTest('sigflow-identity-');
 
   /** A block-policy account, linked, that has sent to Bob once (so it knows his identity). */
   async function blockingAccount(): Promise<{ out: TestNode; sink: TestNode }> {
     await helper.load(nodes, [
-      { ...accountConfig(sandbox, 'acct1', 'Alice'), identityTrust: 'block' },
+      { ...accountConfig(world.sandbox, 'acct1', 'Alice'), identityTrust: 'block' },
       { id: 'out1', type: 'signal-out', account: 'acct1', to: '', wires: [['sink']] },
       { id: 'sink', type: 'helper' },
     ]);
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     const out = helper.getNode('out1') as TestNode;
     const sink = helper.getNode('sink') as TestNode;
     await send(out, sink, 'before');
-    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'before')).body, 'before');
+    assert.equal((await withTimeout(world.bob.waitForMessage(), 10_000, 'before')).body, 'before');
     return { out, sink };
   }
 
   /** Sends `text` to Bob through signal-out; resolves with the output msg. */
   function send(out: TestNode, sink: TestNode, text: string): Promise<NodeMessage> {
     const output = nextInput(sink, (m) => m.payload === text);
-    out.receive({ payload: text, to: bob.device.aci });
+    out.receive({ payload: text, to: world.bob.device.aci });
     return output;
   }
 
@@ -99,7 +89,7 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
     const { out, sink } = await blockingAccount();
     assert.deepEqual((await getIdentities('acct1')).body, { pending: [] });
     const before = Date.now();
-    await reinstallPhone(bob);
+    await reinstallPhone(world.bob);
     await sendIsBlocked(out, sink);
 
     const listed = await getIdentities('acct1');
@@ -107,30 +97,39 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
     const pending = listed.body.pending ?? [];
     assert.equal(pending.length, 1, JSON.stringify(listed.body));
     const [p] = pending as [Pending];
-    assert.equal(p.serviceId, bob.device.aci);
+    assert.equal(p.serviceId, world.bob.device.aci);
     assert.ok(p.changedAt >= before - 1000 && p.changedAt <= Date.now(), String(p.changedAt));
     // Bob is one of Alice's synced contacts: his number comes from the contacts table.
-    assert.equal(p.number, bob.device.number);
+    assert.equal(p.number, world.bob.device.number);
 
-    const approved = await approve('acct1', { serviceId: bob.device.aci.toUpperCase() });
+    const approved = await approve('acct1', { serviceId: world.bob.device.aci.toUpperCase() });
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
-    assert.deepEqual(approved.body, { approved: true, serviceId: bob.device.aci });
+    assert.deepEqual(approved.body, { approved: true, serviceId: world.bob.device.aci });
     assert.deepEqual((await getIdentities('acct1')).body, { pending: [] });
 
     const msg = await send(out, sink, 'approved');
     assert.equal((msg.signal as { results: Array<{ status: string }> }).results[0]?.status, 'sent');
-    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'approved')).body, 'approved');
+    assert.equal(
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'approved')).body,
+      'approved',
+    );
   });
 
   it('POST approve with nothing pending is 404 saying there is nothing to approve; a malformed serviceId is 400; an undeployed account is 404', async () => {
     await blockingAccount();
-    const nothing = await approve('acct1', { serviceId: bob.device.aci });
+    const nothing = await approve('acct1', { serviceId: world.bob.device.aci });
     assert.equal(nothing.status, 404);
     assert.equal(nothing.body.error?.code, 'INVALID_INPUT');
     assert.match(nothing.body.error?.message ?? '', /nothing to approve/);
-    assert.ok(nothing.body.error?.message.includes(bob.device.aci));
+    assert.ok(nothing.body.error?.message.includes(world.bob.device.aci));
 
-    for (const serviceId of [undefined, '', 42, String(bob.device.number), 'PNI:not-a-uuid']) {
+    for (const serviceId of [
+      undefined,
+      '',
+      42,
+      String(world.bob.device.number),
+      'PNI:not-a-uuid',
+    ]) {
       const bad = await approve('acct1', { serviceId });
       assert.equal(bad.status, 400, `${JSON.stringify(serviceId)}: ${JSON.stringify(bad.body)}`);
       assert.equal(bad.body.error?.code, 'INVALID_INPUT');
@@ -139,7 +138,7 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
 
     for (const r of [
       await getIdentities('nope'),
-      await approve('nope', { serviceId: bob.device.aci }),
+      await approve('nope', { serviceId: world.bob.device.aci }),
     ]) {
       assert.equal(r.status, 404, JSON.stringify(r.body));
       assert.match(r.body.error?.message ?? '', /No Signal account nope is deployed/);
@@ -150,28 +149,35 @@ describe('approving a changed safety number: admin routes and msg.approveIdentit
     const { out, sink } = await blockingAccount();
     // Nothing waits yet: approved false, not an error, and nothing is sent.
     const idle = nextInput(sink);
-    out.receive({ approveIdentity: bob.device.aci });
-    assert.deepEqual((await idle).signal, { approved: false, serviceId: bob.device.aci });
+    out.receive({ approveIdentity: world.bob.device.aci });
+    assert.deepEqual((await idle).signal, { approved: false, serviceId: world.bob.device.aci });
 
-    await reinstallPhone(bob);
+    await reinstallPhone(world.bob);
     await sendIsBlocked(out, sink);
     const done = nextInput(sink, (m) => m.payload === 'ignored');
     // A payload and a recipient with it are not sent: the msg approves only.
-    out.receive({ approveIdentity: bob.device.aci, payload: 'ignored', to: bob.device.aci });
-    assert.deepEqual((await done).signal, { approved: true, serviceId: bob.device.aci });
+    out.receive({
+      approveIdentity: world.bob.device.aci,
+      payload: 'ignored',
+      to: world.bob.device.aci,
+    });
+    assert.deepEqual((await done).signal, { approved: true, serviceId: world.bob.device.aci });
     assert.deepEqual((await getIdentities('acct1')).body, { pending: [] });
 
     await send(out, sink, 'after flow approval');
     // The ignored payload never reached Bob: the next message he gets is the real send.
     assert.equal(
-      (await withTimeout(bob.waitForMessage(), 10_000, 'after flow approval')).body,
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'after flow approval')).body,
       'after flow approval',
     );
   });
 
   it('msg.approveIdentity that is not a Signal id (a phone number, an object) is INVALID_INPUT naming msg.approveIdentity', async () => {
     const { out } = await blockingAccount();
-    for (const approveIdentity of [String(bob.device.number), { aci: bob.device.aci }]) {
+    for (const approveIdentity of [
+      String(world.bob.device.number),
+      { aci: world.bob.device.aci },
+    ]) {
       const err = nextError(out);
       out.receive({ approveIdentity } as NodeMessage);
       const e = await err;

@@ -34,9 +34,9 @@ import inNode = require('../../nodes/signal-in');
 import lookupNode = require('../../nodes/signal-lookup');
 // Node-RED's own function node, for the echo flow wired in the flow itself.
 const functionNode = require('@node-red/nodes/core/function/10-function.js') as unknown;
-import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import { withTimeout } from '../harness/sandbox';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { poll, freshDataDirPerTest } from './support';
+import { poll, freshDataDirPerTest, phonesPerSuite } from './support';
 
 helper.init(require.resolve('node-red'));
 
@@ -70,18 +70,7 @@ function nextError(node: TestNode, ms = 10_000): Promise<Error & { code?: string
 
 describe('nodes (Node-RED test helper, Signal mock server)', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-
-  before(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const world = phonesPerSuite();
   freshDataDirPerTest('sigflow-nodes-');
 
   const account = () => ({
@@ -89,9 +78,9 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     type: 'signal-account',
     name: 'test',
     server: 'custom',
-    serviceUrl: sandbox.url,
-    caCert: sandbox.caCert,
-    trustRoots: sandbox.trustRoot,
+    serviceUrl: world.sandbox.url,
+    caCert: world.sandbox.caCert,
+    trustRoots: world.sandbox.trustRoot,
     deviceName: 'Node-RED test',
     identityTrust: 'accept',
   });
@@ -123,15 +112,15 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
   ];
 
   async function linkThroughAdminRoutes(): Promise<void> {
-    const provision = sandbox.server.waitForProvision();
+    const provision = world.sandbox.server.waitForProvision();
     const started = await helper
       .request()
       .post('/signal-account/acct1/link')
       .send({
         server: 'custom',
-        serviceUrl: sandbox.url,
-        caCert: sandbox.caCert,
-        trustRoots: sandbox.trustRoot,
+        serviceUrl: world.sandbox.url,
+        caCert: world.sandbox.caCert,
+        trustRoots: world.sandbox.trustRoot,
       })
       .expect(202);
     assert.equal(started.body.state, 'waiting');
@@ -143,7 +132,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     );
     assert.match(waiting.qr, /^<svg/);
     assert.match(waiting.url, /^sgnl:\/\/linkdevice\?/);
-    await (await provision).complete({ provisionURL: waiting.url, primaryDevice: alice });
+    await (await provision).complete({ provisionURL: waiting.url, primaryDevice: world.alice });
     const linked = await poll(
       async () => (await helper.request().get('/signal-account/acct1/link').expect(200)).body,
       (b) => b.state === 'linked' || b.state === 'failed',
@@ -151,7 +140,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
       'linked',
     );
     assert.equal(linked.state, 'linked', linked.error?.message);
-    assert.equal(linked.account.aci, alice.device.aci);
+    assert.equal(linked.account.aci, world.alice.device.aci);
     const status = await poll(
       async () => (await helper.request().get('/signal-account/acct1/status').expect(200)).body,
       (b) => b.connected,
@@ -159,16 +148,16 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
       'connected',
     );
     assert.equal(status.linked, true);
-    assert.equal(status.number, alice.device.number);
+    assert.equal(status.number, world.alice.device.number);
   }
 
   it('Link device again right after a cancel waits for a new scan (not failed) and links', async () => {
     await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     const body = {
       server: 'custom',
-      serviceUrl: sandbox.url,
-      caCert: sandbox.caCert,
-      trustRoots: sandbox.trustRoot,
+      serviceUrl: world.sandbox.url,
+      caCert: world.sandbox.caCert,
+      trustRoots: world.sandbox.trustRoot,
     };
     await helper.request().post('/signal-account/acct1/link').send(body).expect(202);
     await helper.request().delete('/signal-account/acct1/link').expect(200);
@@ -183,9 +172,9 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     const body = {
       server: 'custom',
-      serviceUrl: sandbox.url,
-      caCert: sandbox.caCert,
-      trustRoots: sandbox.trustRoot,
+      serviceUrl: world.sandbox.url,
+      caCert: world.sandbox.caCert,
+      trustRoots: world.sandbox.trustRoot,
     };
     const [a, b] = await Promise.all([
       helper.request().post('/signal-account/acct1/link').send(body).expect(202),
@@ -208,18 +197,18 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
 
     // signal-out → Bob
     const sent = nextInput(outSink, (m) => m.payload === 'hello from a flow');
-    out.receive({ payload: 'hello from a flow', to: bob.device.aci });
+    out.receive({ payload: 'hello from a flow', to: world.bob.device.aci });
     const outMsg = await sent;
     const signal = outMsg.signal as {
       timestamp: number;
       results: Array<{ status: string; serviceId: string; timestamp: number }>;
     };
     assert.equal(signal.results[0]?.status, 'sent');
-    assert.equal(signal.results[0]?.serviceId, bob.device.aci);
+    assert.equal(signal.results[0]?.serviceId, world.bob.device.aci);
     assert.equal(typeof signal.results[0]?.timestamp, 'number');
     assert.equal(signal.timestamp, signal.results[0]?.timestamp);
     assert.equal(
-      (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'bob')).body,
       'hello from a flow',
     );
 
@@ -231,24 +220,31 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     ).client();
     const a = acct.account;
     assert.ok(a);
-    const device = await sandbox.server.getDeviceByServiceId(a.aci as never, a.deviceId as never);
+    const device = await world.sandbox.server.getDeviceByServiceId(
+      a.aci as never,
+      a.deviceId as never,
+    );
     assert.ok(device);
-    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    await world.bob.addSingleUseKey(device, await device.popSingleUseKey());
     const received = nextInput(inSink);
     const echoed = nextInput(echoSink, (m) => m.payload === 'echo: ping');
     const sentAt = Date.now();
-    await bob.sendText(device, 'ping', { sealed: true, withProfileKey: true, timestamp: sentAt });
+    await world.bob.sendText(device, 'ping', {
+      sealed: true,
+      withProfileKey: true,
+      timestamp: sentAt,
+    });
     const inMsg = await received;
     assert.equal(inMsg.payload, 'ping');
-    assert.equal(inMsg.to, bob.device.aci);
-    assert.equal(inMsg.topic, bob.device.number);
+    assert.equal(inMsg.to, world.bob.device.aci);
+    assert.equal(inMsg.topic, world.bob.device.number);
     // The whole documented msg.signal (DESIGN.md "Node contracts"), nothing more.
     const s = inMsg.signal as Record<string, unknown> & { from: Record<string, unknown> };
     const { name, ...from } = s.from;
     assert.deepEqual(from, {
-      aci: bob.device.aci,
-      number: bob.device.number,
-      device: bob.device.deviceId,
+      aci: world.bob.device.aci,
+      number: world.bob.device.number,
+      device: world.bob.device.deviceId,
     });
     if (name !== undefined) assert.equal(name, 'Bob');
     const { serverTimestamp, ...rest } = s;
@@ -263,25 +259,28 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     const echoMsg = await echoed;
     assert.equal(
       (echoMsg.signal as { results: Array<{ serviceId: string }> }).results[0]?.serviceId,
-      bob.device.aci,
+      world.bob.device.aci,
     );
-    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'echo')).body, 'echo: ping');
+    assert.equal(
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'echo')).body,
+      'echo: ping',
+    );
 
     // signal-lookup resolves Bob's number from what the account learned
     const looked = nextInput(lookupSink);
-    (helper.getNode('lookup1') as TestNode).receive({ payload: [bob.device.number] });
+    (helper.getNode('lookup1') as TestNode).receive({ payload: [world.bob.device.number] });
     const lookupMsg = await looked;
     assert.deepEqual(lookupMsg.payload, [
-      { number: bob.device.number, aci: bob.device.aci, pni: null, registered: true },
+      { number: world.bob.device.number, aci: world.bob.device.aci, pni: null, registered: true },
     ]);
     assert.deepEqual((lookupMsg.signal as { lookup: unknown }).lookup, {
       source: 'contacts',
       sources: ['contacts'],
     });
     const lookedOne = nextInput(lookupSink);
-    (helper.getNode('lookup1') as TestNode).receive({ payload: bob.device.number });
+    (helper.getNode('lookup1') as TestNode).receive({ payload: world.bob.device.number });
     const oneMsg = await lookedOne;
-    assert.equal((oneMsg.payload as { number: string }).number, bob.device.number);
+    assert.equal((oneMsg.payload as { number: string }).number, world.bob.device.number);
     assert.deepEqual((oneMsg.signal as { lookup: unknown }).lookup, {
       source: 'contacts',
       sources: ['contacts'],
@@ -292,18 +291,18 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     const unknownNumber = '+15550009999';
     const lookupErr = nextError(helper.getNode('lookup1') as TestNode);
     (helper.getNode('lookup1') as TestNode).receive({
-      payload: [bob.device.number, unknownNumber],
+      payload: [world.bob.device.number, unknownNumber],
     });
     const le = await lookupErr;
     assert.equal(le.code, 'CDSI_UNAVAILABLE');
     assert.ok(le.message.includes(unknownNumber), le.message);
-    assert.ok(!le.message.includes(String(bob.device.number)), le.message);
+    assert.ok(!le.message.includes(String(world.bob.device.number)), le.message);
     assert.match(le.message, /the other 1 up without it/);
 
     // every documented bad input: a clear error through done(err), and the node keeps working
     const cases: Array<[NodeMessage, string, RegExp]> = [
-      [{ payload: '', to: bob.device.aci }, 'INVALID_INPUT', /empty/],
-      [{ payload: { a: 1 }, to: bob.device.aci }, 'INVALID_INPUT', /must be text.*object/],
+      [{ payload: '', to: world.bob.device.aci }, 'INVALID_INPUT', /empty/],
+      [{ payload: { a: 1 }, to: world.bob.device.aci }, 'INVALID_INPUT', /must be text.*object/],
       [{ payload: 'x', to: '+12' }, 'INVALID_NUMBER', /"\+12"/],
       [{ payload: 'x' }, 'INVALID_INPUT', /No recipient/],
     ];
@@ -314,19 +313,19 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
       assert.equal(e.code, code, `${JSON.stringify(msg)} → ${e.message}`);
       assert.match(e.message, re);
     }
-    const dave = await sandbox.createPrimary({ profileName: 'Dave' });
-    sandbox.server.unregister(dave);
+    const dave = await world.sandbox.createPrimary({ profileName: 'Dave' });
+    world.sandbox.server.unregister(dave);
     const unknown = nextError(out);
     out.receive({ payload: 'x', to: dave.device.aci });
     assert.equal((await unknown).code, 'NOT_ON_SIGNAL');
     const still = nextInput(outSink, (m) => m.payload === 'still working');
-    out.receive({ payload: 'still working', to: [bob.device.aci] });
+    out.receive({ payload: 'still working', to: [world.bob.device.aci] });
     assert.equal(
       ((await still).signal as { results: Array<{ status: string }> }).results[0]?.status,
       'sent',
     );
     assert.equal(
-      (await withTimeout(bob.waitForMessage(), 10_000, 'after errors')).body,
+      (await withTimeout(world.bob.waitForMessage(), 10_000, 'after errors')).body,
       'still working',
     );
   });
@@ -335,7 +334,7 @@ describe('nodes (Node-RED test helper, Signal mock server)', function () {
     await helper.load([accountNode, outNode, inNode, lookupNode, functionNode], flow());
     const out = helper.getNode('out1') as TestNode;
     const err = nextError(out);
-    out.receive({ payload: 'hi', to: bob.device.aci });
+    out.receive({ payload: 'hi', to: world.bob.device.aci });
     const e = await err;
     assert.equal(e.code, 'NOT_LINKED');
     const none = await helper.request().delete('/signal-account/acct1/link').expect(404);

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { ProtocolAddress } from '@signalapp/libsignal-client';
 import accountNode = require('../../nodes/signal-account');
 import inNode = require('../../nodes/signal-in');
-import { startSandbox, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import { introduce } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 import {
@@ -18,85 +17,78 @@ import {
   nextInput,
   type AccountTestNode,
   type TestNode,
+  phonesPerSuite,
 } from './support';
 
 describe('nodes: signal-in with group and synced-contact messages', function () {
   this.timeout(90_000);
-  let sandbox: Sandbox;
-  let alice: PrimaryDevice;
-  let bob: PrimaryDevice;
-
-  before(async () => {
-    sandbox = await startSandbox();
-    bob = await sandbox.createPrimary({ profileName: 'Bob' });
-    alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
-  });
-  after(async () => {
-    await sandbox.close();
-  });
+  const world = phonesPerSuite();
   freshDataDirPerTest('sigflow-signal-in-');
 
   const flow = () => [
-    accountConfig(sandbox, 'acct1', 'Alice'),
+    accountConfig(world.sandbox, 'acct1', 'Alice'),
     { id: 'in1', type: 'signal-in', account: 'acct1', types: 'message', wires: [['inSink']] },
     { id: 'inSink', type: 'helper' },
   ];
 
   async function linked() {
     await helper.load([accountNode, inNode], flow());
-    await linkThroughAdminRoutes(sandbox, 'acct1', alice);
+    await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     const client = await (helper.getNode('acct1') as AccountTestNode).client();
     const store = client.storeForTesting;
     assert.ok(store);
     await until(
-      () => Boolean(store.contacts.findByNumber(String(bob.device.number))),
+      () => Boolean(store.contacts.findByNumber(String(world.bob.device.number))),
       10_000,
       'contacts synced from the phone',
     );
-    return { client, device: await introduce(sandbox, client, bob) };
+    return { client, device: await introduce(world.sandbox, client, world.bob) };
   }
 
   it("a sender-key group message arrives with the group's id on msg.signal.groupId", async () => {
     const { client, device } = await linked();
-    const group = await bob.createGroup({ title: 'Garden club', members: [bob, alice] });
+    const group = await world.bob.createGroup({
+      title: 'Garden club',
+      members: [world.bob, world.alice],
+    });
     const inSink = helper.getNode('inSink') as TestNode;
-    const distributionId = await bob.sendSenderKey(device);
+    const distributionId = await world.bob.sendSenderKey(device);
     const received = nextInput(inSink);
     // The mock sends the key without waiting for it: let it be stored before the message goes.
     const senderKeys = client.storeForTesting?.protocol('aci').senderKeys;
     assert.ok(senderKeys);
-    const bobAddress = ProtocolAddress.new(bob.device.aci, bob.device.deviceId);
+    const bobAddress = ProtocolAddress.new(world.bob.device.aci, world.bob.device.deviceId);
     await until(
       async () => (await senderKeys.getSenderKey(bobAddress, distributionId)) !== null,
       10_000,
       'sender key stored',
     );
-    await bob.sendText(device, 'hello group', { group, sealed: true, distributionId });
+    await world.bob.sendText(device, 'hello group', { group, sealed: true, distributionId });
     const msg = await received;
     assert.equal(msg.payload, 'hello group');
-    assert.equal(msg.to, bob.device.aci);
+    assert.equal(msg.to, world.bob.device.aci);
     const signal = msg.signal as { type: string; groupId?: string; sealed: boolean };
     assert.equal(signal.type, 'message');
     assert.equal(signal.groupId, group.id);
     assert.equal(signal.sealed, true);
-    assert.equal(bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
+    assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
 
   it("an unsealed message from a synced contact has the contact's number as msg.topic", async () => {
     const { device } = await linked();
     const inSink = helper.getNode('inSink') as TestNode;
     const received = nextInput(inSink);
-    await bob.sendText(device, 'hi from your contacts');
+    await world.bob.sendText(device, 'hi from your contacts');
     const msg = await received;
     assert.equal(msg.payload, 'hi from your contacts');
-    assert.equal(msg.topic, bob.device.number);
-    assert.equal(msg.to, bob.device.aci, 'replies still go to the ACI');
+    assert.equal(msg.topic, world.bob.device.number);
+    assert.equal(msg.to, world.bob.device.aci, 'replies still go to the ACI');
     const signal = msg.signal as { sealed: boolean; from: Record<string, unknown> };
     assert.equal(signal.sealed, false);
     assert.deepEqual(signal.from, {
-      aci: bob.device.aci,
+      aci: world.bob.device.aci,
       device: 1,
-      number: bob.device.number,
+      number: world.bob.device.number,
       name: 'Bob',
     });
   });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SignalClient } from '../../core/client';
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
-import { withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 
 /**
  * node-red-node-test-helper hands every node `RED._ = (key) => key`: no catalog, no substitution.
@@ -246,4 +246,31 @@ export function freshDataDirPerTest(prefix: string): { readonly dir: string } {
     fs.rmSync(state.dir, { recursive: true, force: true });
   });
   return state;
+}
+
+/** What the node suites share: one sandbox with the phones Bob and Alice (Bob among her contacts). */
+export interface Phones {
+  sandbox: Sandbox;
+  alice: PrimaryDevice;
+  bob: PrimaryDevice;
+}
+
+/**
+ * Per describe: starts the sandbox and its two phones before the suite and closes it after. The
+ * fields are filled once the suite's before() hook has run. Call inside a describe().
+ */
+export function phonesPerSuite(): Phones {
+  const world = {} as Phones;
+  before(async () => {
+    world.sandbox = await startSandbox();
+    world.bob = await world.sandbox.createPrimary({ profileName: 'Bob' });
+    world.alice = await world.sandbox.createPrimary({
+      profileName: 'Alice',
+      contacts: [world.bob],
+    });
+  });
+  after(async () => {
+    await world.sandbox?.close();
+  });
+  return world;
 }
