@@ -254,7 +254,7 @@ async function main(): Promise<void> {
       Array.from({ length: SEND_CONCURRENCY }, async () => {
         while (next < SEND) {
           const i = next++;
-          await client.send(bob.aci, `out ${i}`);
+          await client.send(bob.aci, { text: `out ${i}` });
         }
       }),
     );

@@ -85,6 +85,7 @@ import type {
   IdentityTrust,
   IncomingEvent,
   LookupResult,
+  OutgoingMessage,
   SendResult,
 } from './types';
 
@@ -123,6 +124,26 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ONE_TIME_KEYS = 100;
 /** How long lookups right after linking wait for the phone's contacts before going on without. */
 const CONTACTS_WAIT_MS = 10_000;
+
+const OUTGOING_FIELDS = new Set<string>(['text']);
+
+/**
+ * Checks an OutgoingMessage before anything is resolved or sent: a field the engine does not send
+ * yet (attachments, quote, …) is refused by name rather than dropped, so nothing goes out other
+ * than what the caller asked for.
+ */
+export function outgoingText(message: OutgoingMessage): string {
+  if (typeof message !== 'object' || message === null || Array.isArray(message))
+    throw new InvalidInputError('The message must be an object such as {text: "…"}');
+  for (const field of Object.keys(message)) {
+    if (!OUTGOING_FIELDS.has(field))
+      throw new InvalidInputError(`The message field "${field}" is not one this engine can send`);
+  }
+  const { text } = message;
+  if (typeof text !== 'string') throw new InvalidInputError('The message text must be a string');
+  if (text.length === 0) throw new InvalidInputError('The message text is empty');
+  return text;
+}
 
 /** A recipient as the engine addresses it: an ACI, `PNI:<uuid>`, or (to be resolved) a number. */
 export function classifyRecipient(to: string): { serviceId: string } | { number: string } {
@@ -935,10 +956,9 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   // ---------------------------------------------------------------- messaging
 
   /** Sends a text to an ACI, a `PNI:` service id, or a phone number. */
-  async send(to: string, text: string): Promise<SendResult> {
+  async send(to: string, message: OutgoingMessage): Promise<SendResult> {
     this.assertOpen();
-    if (typeof text !== 'string') throw new InvalidInputError('The message text must be a string');
-    if (text.length === 0) throw new InvalidInputError('The message text is empty');
+    const text = outgoingText(message);
     if (typeof to !== 'string' || to.trim() === '')
       throw new InvalidInputError('No recipient given');
     this.requireStore();

@@ -28,6 +28,16 @@ export type ClientState =
   | 'expired'
   | 'closed';
 
+/**
+ * What SignalClient.send() sends: one outgoing message, growing by fields as the engine learns to
+ * send more (DESIGN.md "Next wave": attachments, quote, mentions, styles, expiresInSeconds each
+ * arrive with their feature, as real fields). Today: the text of a data message.
+ */
+export interface OutgoingMessage {
+  /** The message body; non-empty. Signal's apps show at most 2,000 bytes inline. */
+  text: string;
+}
+
 export interface SendResult {
   timestamp: number;
   serviceId: string;

@@ -235,7 +235,9 @@ async function main() {
           throw Object.assign(new Error('the account has no number: give --to'), {
             code: 'INVALID_INPUT',
           });
-        const r = await client.send(to, `sigflow smoke test, ${new Date().toISOString()}`);
+        const r = await client.send(to, {
+          text: `sigflow smoke test, ${new Date().toISOString()}`,
+        });
         return `${r.devices.length} device(s), ${r.sealed ? 'sealed sender' : 'unsealed'}`;
       }))
     )

@@ -23,7 +23,7 @@ export async function sendToAll(
   const results: SendOutcome[] = new Array<SendOutcome>(recipients.length);
   const sendOne = async (to: string): Promise<SendOutcome> => {
     try {
-      const r = await client.send(to, text);
+      const r = await client.send(to, { text });
       return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
     } catch (e) {
       return { to, status: 'failed', error: errorFields(e) };

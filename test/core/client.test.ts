@@ -126,3 +126,46 @@ describe('SignalClient state listeners', () => {
     fs.rmSync(path.dirname(dataFile), { recursive: true, force: true });
   });
 });
+
+describe('SignalClient.send: the outgoing-message model', () => {
+  const environment = {
+    server: 'custom' as const,
+    serviceUrl: 'https://127.0.0.1:9',
+    caCert: fs.readFileSync(
+      path.join(
+        path.dirname(require.resolve('@signalapp/mock-server/package.json')),
+        'certs',
+        'ca-cert.pem',
+      ),
+      'utf8',
+    ),
+    trustRoots: 'BXu6QIKVz5MA8gstzfOgRQGqyLqOwNKHL6INkv3IHWMF',
+  };
+
+  it('refuses a message that is not {text}, an empty or non-text text, and a field it cannot send, naming it', async () => {
+    const client = await SignalClient.open({ dataFile: tempDataFile(), environment });
+    try {
+      const refused = async (message: unknown, pattern: RegExp) =>
+        assert.rejects(
+          client.send('+15551234567', message as never),
+          (e: unknown) =>
+            (e as { code?: string }).code === 'INVALID_INPUT' && pattern.test(String(e)),
+        );
+      await refused('just text', /must be an object such as \{text/);
+      await refused(null, /must be an object/);
+      await refused(['a'], /must be an object/);
+      await refused({}, /text must be a string/);
+      await refused({ text: 42 }, /text must be a string/);
+      await refused({ text: '' }, /text is empty/);
+      await refused(
+        { text: 'hi', attachments: [] },
+        /field "attachments" is not one this engine can send/,
+      );
+      await refused({ text: 'hi', quote: { timestamp: 1 } }, /field "quote"/);
+      // A valid message gets as far as the account: this client has none linked.
+      await assert.rejects(client.send('+15551234567', { text: 'hi' }), { code: 'NOT_LINKED' });
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -199,7 +199,7 @@ describe('harness: strict sandbox (Signal-Server rules on the mock)', function (
   it('the engine sends a message and fetches its sender certificate with no rule firing', async () => {
     const bob = await sandbox.createPrimary({ profileName: 'Bob' });
     const before = sandbox.conformance.fired.length;
-    const result = await linked.send(bob.device.aci, 'hello under strict rules');
+    const result = await linked.send(bob.device.aci, { text: 'hello under strict rules' });
     assert.deepEqual(result.devices, [1]);
     const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob.waitForMessage');
     assert.equal(got.body, 'hello under strict rules');

@@ -34,16 +34,16 @@ describe('integration: contacts sync and sending to a phone number', function ()
     );
     // A number as people write it: spaces and brackets are fine.
     const written = bobNumber.replace(/^\+1(\d{3})(\d{3})/, '+1 ($1) $2-');
-    const sent = await client.send(written, 'to your number');
+    const sent = await client.send(written, { text: 'to your number' });
     assert.equal(sent.serviceId, bob.device.aci);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'to your number');
     // A number nobody synced: not guessed as "not registered".
     await assert.rejects(
-      client.send('+15550009999', 'x'),
+      client.send('+15550009999', { text: 'x' }),
       (e: unknown) => (e as { code?: string }).code === 'CDSI_UNAVAILABLE',
     );
     await assert.rejects(
-      client.send('+1 2', 'x'),
+      client.send('+1 2', { text: 'x' }),
       (e: unknown) => (e as { code?: string }).code === 'INVALID_NUMBER',
     );
   });
@@ -66,7 +66,7 @@ describe('integration: sending to a number right after linking', function () {
     const bobNumber = String(bob.device.number);
     // No waiting here: the contacts sync was only requested when link() resolved.
     assert.equal(client.storeForTesting?.contacts.findByNumber(bobNumber), undefined);
-    const sent = await withTimeout(client.send(bobNumber, 'at once'), 15_000, 'send');
+    const sent = await withTimeout(client.send(bobNumber, { text: 'at once' }), 15_000, 'send');
     assert.equal(sent.serviceId, bob.device.aci);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'at once');
     // Once they arrived, nothing waits: a number nobody synced fails at once, as before.
@@ -137,13 +137,13 @@ describe('integration: lookup through contact discovery', function () {
     assert.equal(cached?.source, 'cache');
     assert.equal(calls.length, 1);
 
-    const sent = await client.send(bobNumber, 'found you through CDSI');
+    const sent = await client.send(bobNumber, { text: 'found you through CDSI' });
     assert.equal(sent.serviceId, bob.device.aci);
     assert.equal(
       (await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body,
       'found you through CDSI',
     );
-    await assert.rejects(client.send(unknown, 'x'), (e: unknown) => {
+    await assert.rejects(client.send(unknown, { text: 'x' }), (e: unknown) => {
       const err = e as { code?: string; message?: string };
       return err.code === 'NOT_ON_SIGNAL' && String(err.message).includes(unknown);
     });
@@ -193,7 +193,7 @@ describe('integration: contacts learned from messages', function () {
     assert.equal(writes, 1, 'one write: the first message brought the profile key');
     assert.equal(store.contacts.findByServiceId(bob.device.aci)?.profileKey?.length, 32);
     // And a send to Bob now goes sealed.
-    const sent = await client.send(bob.device.aci, 'sealed now');
+    const sent = await client.send(bob.device.aci, { text: 'sealed now' });
     assert.equal(sent.sealed, true);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'sealed now');
   });

@@ -288,7 +288,7 @@ describe('integration: delivery guarantees and session repair', function () {
   });
 
   it('answers a retry request by archiving the session and resending the original from the sent log', async () => {
-    await client.send(bob.device.aci, 'original text');
+    await client.send(bob.device.aci, { text: 'original text' });
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
     const timestamp = Number(first.dataMessage.timestamp);
     const device = await introduce(sandbox, client, bob);
@@ -355,7 +355,7 @@ describe('integration: delivery guarantees and session repair', function () {
 
   describe('answering retry requests', () => {
     it('archives the session the request names, and resends the original on a fresh one', async () => {
-      const sent = await client.send(bob.device.aci, 'original text');
+      const sent = await client.send(bob.device.aci, { text: 'original text' });
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const request = await retryRequestFor(client, bob.device.aci, sent.timestamp);
       const ratchet = request.ratchetKey();
@@ -369,7 +369,7 @@ describe('integration: delivery guarantees and session repair', function () {
     });
 
     it('leaves a session alone when the request names another ratchet, and resends on it', async () => {
-      const sent = await client.send(bob.device.aci, 'original text');
+      const sent = await client.send(bob.device.aci, { text: 'original text' });
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const current = (await retryRequestFor(client, bob.device.aci, sent.timestamp)).ratchetKey();
       assert.ok(current);
@@ -387,7 +387,7 @@ describe('integration: delivery guarantees and session repair', function () {
     });
 
     it('sends a null message on a fresh session when the original is no longer in the sent log', async () => {
-      const sent = await client.send(bob.device.aci, 'original text');
+      const sent = await client.send(bob.device.aci, { text: 'original text' });
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const lines: string[] = [];
       const log = captureLogger(lines);
@@ -411,7 +411,7 @@ describe('integration: delivery guarantees and session repair', function () {
       );
       assert.equal(await ratchetMatches(client, bob.device.aci, ratchet), false, 'archived');
       // Nothing for Bob to show, and the new session carries the next message.
-      await client.send(bob.device.aci, 'next');
+      await client.send(bob.device.aci, { text: 'next' });
       assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'next')).body, 'next');
     });
 
@@ -422,7 +422,7 @@ describe('integration: delivery guarantees and session repair', function () {
       await until(() => bodies.length === 1, 10_000, "Bob's message");
       // Our delivery receipt for it goes out within a second: let it, so the PUTs below are ours.
       await withTimeout(bob.waitForReceipt(), 10_000, 'delivery receipt');
-      const sent = await client.send(bob.device.aci, 'sealed original');
+      const sent = await client.send(bob.device.aci, { text: 'sealed original' });
       assert.equal(sent.sealed, true);
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const puts = recordPuts(client);
@@ -446,7 +446,7 @@ describe('integration: delivery guarantees and session repair', function () {
       const to = pni.startsWith('PNI:') ? pni : `PNI:${pni}`;
       // What contact discovery records: his ACI and PNI on one contact.
       client.storeForTesting?.contacts.upsert({ aci: bob.device.aci, pni: to, source: 'cdsi' });
-      const sent = await client.send(to, 'to your number');
+      const sent = await client.send(to, { text: 'to your number' });
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const request = await retryRequestFor(client, to, sent.timestamp);
       const ratchet = request.ratchetKey();

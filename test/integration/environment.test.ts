@@ -58,7 +58,7 @@ describe('integration: an account is bound to its server', function () {
     assert.equal(mismatch.configuredEnvironment, `custom https://127.0.0.1:${otherPort}`);
     assert.equal(moved.state, 'unlinked');
     await assert.rejects(moved.connect(2000), (e: unknown) => e === mismatch);
-    await assert.rejects(moved.send(alice.device.aci, 'hi'), /connect/);
+    await assert.rejects(moved.send(alice.device.aci, { text: 'hi' }), /connect/);
     assert.equal(connections, 0, 'no connection reached the other server');
 
     // Link device on the new server starts by setting the old account aside.

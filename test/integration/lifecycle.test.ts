@@ -75,7 +75,9 @@ describe('integration: SignalClient.close()', function () {
     );
     await client.close();
     assert.equal(client.state, 'closed');
-    await assert.rejects(client.send(alice.device.aci, 'after close'), { code: 'CLOSED' });
+    await assert.rejects(client.send(alice.device.aci, { text: 'after close' }), {
+      code: 'CLOSED',
+    });
   });
 
   it('close() while connected resolves and nothing reconnects afterwards', async () => {

@@ -70,7 +70,7 @@ describe('integration: 1:1 messages with mock phones', function () {
   });
 
   it('sends to Bob, and Alice (our own phone) gets the sync transcript', async () => {
-    const result = await client.send(bob.device.aci, 'hello bob');
+    const result = await client.send(bob.device.aci, { text: 'hello bob' });
     assert.equal(result.serviceId, bob.device.aci);
     assert.deepEqual(result.devices, [1]);
     const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob.waitForMessage');
@@ -105,7 +105,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     assert.equal(ev2.from.aci, bob.device.aci);
     assert.equal(ev2.from.number, bob.device.number, 'the sender certificate names the number');
     // The profile key Bob shared makes our next send sealed.
-    const reply = await client.send(bob.device.aci, 'sealed reply');
+    const reply = await client.send(bob.device.aci, { text: 'sealed reply' });
     assert.equal(reply.sealed, true);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'sealed reply');
   });
@@ -116,7 +116,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     const got = nextMessage(client, (e) => e.from.aci === carol.device.aci);
     await carol.sendText(device, 'hi, I am Carol');
     assert.equal((await withTimeout(got, 10_000, 'carol')).body, 'hi, I am Carol');
-    await client.send(carol.device.aci, 'hello Carol');
+    await client.send(carol.device.aci, { text: 'hello Carol' });
     assert.equal(
       (await withTimeout(carol.waitForMessage(), 10_000, 'carol receives')).body,
       'hello Carol',
@@ -124,11 +124,11 @@ describe('integration: 1:1 messages with mock phones', function () {
   });
 
   it('recovers from 409 (a device was added) and 410 (a device re-registered)', async () => {
-    await client.send(bob.device.aci, 'before');
+    await client.send(bob.device.aci, { text: 'before' });
     await withTimeout(bob.waitForMessage(), 10_000, 'before');
     // 409: Bob links a second device the client does not know about.
     const bob2 = await sandbox.server.createSecondaryDevice(bob);
-    const r = await client.send(bob.device.aci, 'after adding a device');
+    const r = await client.send(bob.device.aci, { text: 'after adding a device' });
     assert.deepEqual(r.devices, [1, bob2.deviceId]);
     assert.equal(
       (await withTimeout(bob.waitForMessage(), 10_000, 'after 409')).body,
@@ -166,7 +166,7 @@ describe('integration: 1:1 messages with mock phones', function () {
       store.protocol('aci').sessions,
       store.protocol('aci').identities,
     );
-    const r2 = await client.send(bob.device.aci, 'after 410');
+    const r2 = await client.send(bob.device.aci, { text: 'after 410' });
     assert.deepEqual(r2.devices, [1, bob2.deviceId]);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'after 410')).body, 'after 410');
   });
@@ -175,22 +175,22 @@ describe('integration: 1:1 messages with mock phones', function () {
     const dave = await sandbox.createPrimary({ profileName: 'Dave' });
     sandbox.server.unregister(dave);
     await assert.rejects(
-      client.send(dave.device.aci, 'hi'),
+      client.send(dave.device.aci, { text: 'hi' }),
       (e: unknown) => (e as { code?: string }).code === 'NOT_ON_SIGNAL',
     );
     sandbox.server.rateLimit({ source: alice.device.aci, target: bob.device.aci });
-    await assert.rejects(client.send(bob.device.aci, 'hi'), (e: unknown) => {
+    await assert.rejects(client.send(bob.device.aci, { text: 'hi' }), (e: unknown) => {
       const err = e as { code?: string; token?: string };
       return err.code === 'CHALLENGE_REQUIRED' && err.token === 'token';
     });
   });
 
   it('an established recipient who unregistered: NOT_ON_SIGNAL from the PUT, no key fetch', async () => {
-    await client.send(bob.device.aci, 'while registered');
+    await client.send(bob.device.aci, { text: 'while registered' });
     await withTimeout(bob.waitForMessage(), 10_000, 'first');
     const spy = spyOnSender(client);
     sandbox.server.unregister(bob);
-    await assert.rejects(client.send(bob.device.aci, 'after'), (e: unknown) => {
+    await assert.rejects(client.send(bob.device.aci, { text: 'after' }), (e: unknown) => {
       const err = e as { code?: string; recipient?: string };
       return err.code === 'NOT_ON_SIGNAL' && err.recipient === bob.device.aci;
     });
@@ -202,7 +202,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     const pni = bob.device.pni;
     assert.ok(pni);
     const to = pni.startsWith('PNI:') ? pni : `PNI:${pni}`;
-    const result = await client.send(to, 'to your number');
+    const result = await client.send(to, { text: 'to your number' });
     assert.equal(result.serviceId, to);
     assert.equal(result.sealed, false);
     const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob on PNI');
@@ -223,7 +223,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     guarded.on('event', (ev) => {
       if (ev.type === 'identity-change') throw new Error('listener bug');
     });
-    await guarded.send(bob.device.aci, 'before');
+    await guarded.send(bob.device.aci, { text: 'before' });
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'before')).body, 'before');
     assert.equal(guarded.approveIdentity(bob.device.aci), false, 'nothing to approve yet');
     await reinstallPhone(bob);
@@ -235,8 +235,8 @@ describe('integration: 1:1 messages with mock phones', function () {
         Boolean(err.message?.includes(bob.device.aci))
       );
     };
-    await assert.rejects(guarded.send(bob.device.aci, 'unapproved'), blocked);
-    await assert.rejects(guarded.send(bob.device.aci, 'unapproved again'), blocked);
+    await assert.rejects(guarded.send(bob.device.aci, { text: 'unapproved' }), blocked);
+    await assert.rejects(guarded.send(bob.device.aci, { text: 'unapproved again' }), blocked);
     await new Promise((r) => setImmediate(r));
     const changes = events.filter((e) => e.type === 'identity-change');
     assert.equal(changes.length, 1, JSON.stringify(changes));
@@ -249,7 +249,7 @@ describe('integration: 1:1 messages with mock phones', function () {
       lines.join('\n'),
     );
     assert.equal(guarded.approveIdentity(bob.device.aci), true);
-    const result = await guarded.send(bob.device.aci, 'approved');
+    const result = await guarded.send(bob.device.aci, { text: 'approved' });
     assert.deepEqual(result.devices, [1]);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'approved')).body, 'approved');
   });

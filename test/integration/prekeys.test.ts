@@ -66,7 +66,7 @@ describe('integration: prekey maintenance and store upkeep', function () {
     });
     const store = client.storeForTesting;
     assert.ok(store);
-    const sent = await client.send(bob.device.aci, 'kept 14 days at most');
+    const sent = await client.send(bob.device.aci, { text: 'kept 14 days at most' });
     await withTimeout(bob.waitForMessage(), 10_000, 'bob');
     assert.ok(store.sent.find(bob.device.aci, sent.timestamp), 'logged for retry requests');
     offset = 15 * DAY;

@@ -114,7 +114,7 @@ describe('integration: registering a number of its own', function () {
       assert.equal(counts.pqCount, 100, `${kind} one-time Kyber prekeys`);
     }
 
-    const result = await client.send(bob.device.aci, 'hello from a registered number');
+    const result = await client.send(bob.device.aci, { text: 'hello from a registered number' });
     assert.deepEqual(result.devices, [1]);
     const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob.waitForMessage');
     assert.equal(got.body, 'hello from a registered number');

@@ -149,7 +149,7 @@ describe('reliability: random connection drops', function () {
         while (next < COUNT) {
           const i = next++;
           try {
-            await client.send(bob.device.aci, `out ${i}`);
+            await client.send(bob.device.aci, { text: `out ${i}` });
           } catch (e) {
             failures.push(`out ${i}: ${(e as Error).message}`);
           }

@@ -149,7 +149,7 @@ describe('messaging: receiver', function () {
   });
 
   it('honours a plaintext retry request: the session is archived and the original goes again on a fresh one', async () => {
-    await client.send(bob.device.aci, 'original text');
+    await client.send(bob.device.aci, { text: 'original text' });
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
     const timestamp = Number(first.dataMessage.timestamp);
     // Bob's retry request for a message on our current ratchet, as his app would build it.
