@@ -8,8 +8,12 @@
  * travel through the storage service), but primaries that still write it are read.
  */
 import { Aci } from '@signalapp/libsignal-client';
-import { ContactDetails } from '../../proto';
+import { ContactDetails, type signalservice } from '../../proto';
+import type { Environment } from '../config';
+import { decryptAttachment } from '../crypto/attachment';
 import { ProtocolError } from '../errors';
+import type { Logger } from '../log';
+import { httpsGet } from '../net/https';
 
 export interface SyncedContact {
   number: string | null;
@@ -124,4 +128,77 @@ export function storeSyncedContacts(sink: SyncedContactsSink, contacts: SyncedCo
     }
   });
   return stored;
+}
+
+/** How long lookups right after linking wait for the phone's contacts before going on without. */
+export const CONTACTS_WAIT_MS = 10_000;
+
+export interface ContactsSyncOptions {
+  environment: Environment;
+  sink: SyncedContactsSink;
+  logger: Logger;
+  /** Told the number of contacts each time a blob was stored. */
+  onSynced: (count: number) => void;
+  waitMs?: number;
+}
+
+/**
+ * The contacts blob a primary sends after our sync request (§7), and the gate that holds lookups
+ * until it came: numbers sent to or looked up right after linking would otherwise race the phone's
+ * contacts (a second or so on the mock; on a custom server they are the only way to resolve a
+ * number). The gate opens when the blob was stored, after `waitMs`, or on close().
+ */
+export class ContactsSync {
+  private gate: { done: Promise<void>; open: () => void } | null = null;
+  private closed = false;
+
+  constructor(private readonly opts: ContactsSyncOptions) {}
+
+  /** Resolves once the contacts asked for have come (at once when none are awaited). */
+  get arrival(): Promise<void> | undefined {
+    return this.gate?.done;
+  }
+
+  /** Called as the contacts are requested: lookups wait for them from now on (bounded). */
+  expect(): void {
+    if (this.gate || this.closed) return;
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    const timer = setTimeout(() => open(), this.opts.waitMs ?? CONTACTS_WAIT_MS).unref();
+    const open = () => {
+      clearTimeout(timer);
+      if (this.gate?.done === done) this.gate = null;
+      settle();
+    };
+    this.gate = { done, open };
+  }
+
+  /** Downloads, verifies and stores a contacts blob our primary sent. Returns how many. */
+  async apply(blob: signalservice.IAttachmentPointer): Promise<number> {
+    const { environment } = this.opts;
+    const id = blob.cdnKey || (blob.cdnId ? String(blob.cdnId) : '');
+    const base = environment.cdnUrls[blob.cdnNumber ?? 0] ?? environment.cdnUrls[0];
+    if (!id || !base || !blob.key)
+      throw new ProtocolError('The contacts sync names no downloadable blob');
+    const file = await httpsGet(environment, `${base}/attachments/${encodeURIComponent(id)}`);
+    const plain = decryptAttachment(
+      file,
+      new Uint8Array(blob.key),
+      blob.digest ? new Uint8Array(blob.digest) : null,
+      blob.size,
+    );
+    const contacts = parseContactsBlob(plain);
+    if (this.closed) return 0;
+    // With their profile keys, when the primary sends them: sealed sender from the first send.
+    storeSyncedContacts(this.opts.sink, contacts);
+    this.opts.logger.info(`contacts synced: ${contacts.length}`);
+    this.gate?.open();
+    this.opts.onSynced(contacts.length);
+    return contacts.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.gate?.open();
+  }
 }

@@ -27,7 +27,6 @@ import {
   CdsiUnavailableError,
   ClosedError,
   InvalidInputError,
-  NotOnSignalError,
   SignalError,
   toSignalError,
 } from '../errors';
@@ -498,28 +497,4 @@ export class Directory {
       this.settle(batch, toSignalError(e, 'CDSI_UNAVAILABLE', 'Contact discovery failed'));
     }
   }
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * A recipient as users write it → a service id: an ACI UUID (optionally `ACI:`-prefixed) → bare
- * lower-case ACI; `PNI:<uuid>` → `PNI:<lower-case uuid>`; anything else is a phone number:
- * normalized, looked up, ACI preferred over PNI. Unregistered → NOT_ON_SIGNAL naming the number.
- */
-export async function resolveRecipient(
-  directory: Pick<Directory, 'lookup'>,
-  to: string,
-  options: LookupOptions = {},
-): Promise<string> {
-  if (typeof to !== 'string' || to.trim() === '') throw new InvalidInputError('No recipient given');
-  const t = to.trim();
-  if (UUID.test(t)) return t.toLowerCase();
-  if (/^ACI:/i.test(t) && UUID.test(t.slice(4))) return t.slice(4).toLowerCase();
-  if (/^PNI:/i.test(t) && UUID.test(t.slice(4))) return `PNI:${t.slice(4).toLowerCase()}`;
-  const number = normalizeNumber(t);
-  const [result] = await directory.lookup([number], options);
-  if (!result || !result.registered || !(result.aci ?? result.pni))
-    throw new NotOnSignalError(number);
-  return result.aci ?? `PNI:${result.pni}`;
 }

@@ -21,9 +21,11 @@ export {
   DEFAULT_CACHE_TTL,
   Directory,
   knownAccessKeys,
-  resolveRecipient,
   type CacheTtl,
   type ContactsSource,
   type DirectoryOptions,
   type LookupOptions,
 } from './directory';
+export { classifyRecipient, resolveRecipient } from './recipient';
+export { AccountDirectory, type AccountDirectoryOptions } from './account-directory';
+export { ContactsSync, CONTACTS_WAIT_MS } from './contacts-sync';

@@ -140,8 +140,10 @@ describe('integration: delivery receipts', function () {
     const hung: string[] = [];
     // Every receipt send from now on never answers.
     (
-      world.client as unknown as { sendDeliveryReceipt: (to: string) => Promise<void> }
-    ).sendDeliveryReceipt = (to) => {
+      world.client as unknown as {
+        session: { sendDeliveryReceipt: (to: string) => Promise<void> };
+      }
+    ).session.sendDeliveryReceipt = (to) => {
       hung.push(to);
       return new Promise<void>(() => undefined);
     };

@@ -14,10 +14,10 @@ import { disposeSharedNets, sharedNetCount } from '../../../core/directory/cdsi'
 import {
   Directory,
   knownAccessKeys,
-  resolveRecipient,
   type ContactsSource,
   type DirectoryOptions,
 } from '../../../core/directory/directory';
+import { resolveRecipient } from '../../../core/directory/recipient';
 import { CancelledError, RateLimitedError, SignalError } from '../../../core/errors';
 
 const uuid = (n: number): string => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;

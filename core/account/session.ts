@@ -1,0 +1,270 @@
+/**
+ * One open account at work: its chat sockets (authenticated, and unauthenticated for sealed
+ * sends), the receiver, the sender, retry receipts, delivery receipts and prekey maintenance, wired
+ * to the account's store. SignalClient makes one on connect() and closes it on close() or when an
+ * unlinked account is set aside; everything that talks to Signal for the account lives under it.
+ */
+import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
+import * as api from '../api';
+import type { IdentityKind, KeyUpload } from '../api';
+import type { Environment } from '../config';
+import type { SignalError } from '../errors';
+import type { Logger } from '../log';
+import { deliveryReceipt } from '../messaging/content';
+import type { KeyedLock } from '../messaging/lock';
+import { PreKeyMaintenance, storePreKeyPorts, type PreKeyPorts } from '../messaging/prekeys';
+import { Receiver, type ReceiverStorePort } from '../messaging/receiver';
+import { RetryReceipts } from '../messaging/retry-receipts';
+import { Sender, type SenderApi } from '../messaging/sender';
+import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from '../net/connection';
+import {
+  DEFAULT_BACKOFF,
+  PersistentChat,
+  type BackoffOptions,
+  type ChatState,
+} from '../net/persistent';
+import type { SignalStore } from '../store';
+import type { IncomingEvent } from '../types';
+import type { signalservice } from '../../proto';
+
+/** One-time prekeys uploaded per identity right after linking or registering. */
+const ONE_TIME_KEYS = 100;
+
+export interface AccountSessionOptions {
+  store: SignalStore;
+  environment: Environment;
+  logger: Logger;
+  /** One lock per peer, shared by sending and receiving. */
+  lock: KeyedLock;
+  now: () => number;
+  connection?: {
+    keepalive?: KeepaliveOptions;
+    backoff?: BackoffOptions;
+    requestTimeoutMs?: number;
+    connectTimeoutMs?: number;
+  };
+  prekeys?: { threshold?: number; batchSize?: number };
+  /** When the caller injected a clock, maintenance uses it too. */
+  clockInjected?: boolean;
+  emit: (event: IncomingEvent) => void;
+  onQueueEmpty: () => void;
+  onContactsBlob: (blob: signalservice.IAttachmentPointer) => void;
+  /** The authenticated socket's state changes, for the client's own state. */
+  onState: (state: ChatState, error?: SignalError) => void;
+}
+
+export class AccountSession {
+  readonly receiver: Receiver;
+  readonly sender: Sender;
+  readonly prekeys: PreKeyMaintenance;
+  readonly chat: PersistentChat;
+  private unauthChat: PersistentChat | null = null;
+  private readonly retries: RetryReceipts;
+  /** While a new account uploads its first one-time keys, maintenance must not upload a batch too. */
+  private holdMaintenance = false;
+  private closed = false;
+
+  constructor(private readonly opts: AccountSessionOptions) {
+    const { store, logger, lock, now } = opts;
+    const account = store.requireAccount();
+    this.sender = new Sender({
+      store: {
+        protocol: (kind) => store.protocol(kind),
+        deviceIds: (sid) => store.deviceIds(sid),
+        deleteSession: (sid, d) => store.deleteSession(sid, d),
+        profileKeyOf: (sid) => store.contacts.findByServiceId(sid)?.profileKey ?? null,
+        addSent: (entry) => store.sent.add(entry),
+      },
+      api: this.senderApi(),
+      self: { aci: account.aci, deviceId: account.deviceId, profileKey: account.profileKey },
+      lock,
+      logger,
+      now,
+    });
+    this.retries = new RetryReceipts({ store, sender: this.sender, chat: () => this.chat, logger });
+    this.receiver = new Receiver({
+      store: receiverPort(store),
+      self: { aci: account.aci, pni: account.pni, deviceId: account.deviceId },
+      trustRoots: opts.environment.trustRoots.map((r) =>
+        PublicKey.deserialize(new Uint8Array(Buffer.from(r, 'base64'))),
+      ),
+      logger,
+      lock,
+      emit: opts.emit,
+      sendRetryRequest: (to, device, plaintext) => this.retries.request(to, device, plaintext),
+      onRetryRequest: (from, device, request) => this.retries.answer(from, device, request),
+      onQueueEmpty: opts.onQueueEmpty,
+      sendDeliveryReceipt: (to, timestamps) => this.sendDeliveryReceipt(to, timestamps),
+      onContactsBlob: opts.onContactsBlob,
+      now,
+    });
+    this.prekeys = new PreKeyMaintenance({
+      ports: this.prekeyPorts(),
+      logger,
+      // Each check (after every connect, then every few hours) also prunes the logs and old keys:
+      // the sent log holds message content and must not outlive its 14 days (§5).
+      housekeeping: () => this.pruneStore(),
+      ...(opts.clockInjected ? { now } : {}),
+      ...opts.prekeys,
+    });
+    // Emit what an earlier run recorded but never emitted (a crash between ACK and emit).
+    const replayed = this.receiver.replayPending();
+    if (replayed) logger.info(`replayed ${replayed} recorded but unemitted message(s)`);
+    // Also before the first connection succeeds: the process may start offline.
+    this.pruneStore();
+    const c = opts.connection;
+    this.chat = new PersistentChat({
+      env: opts.environment,
+      auth: { username: `${account.aci}.${account.deviceId}`, password: account.password },
+      handler: this.receiver.handleRequest,
+      logger,
+      keepalive: c?.keepalive ?? DEFAULT_KEEPALIVE,
+      backoff: c?.backoff ?? DEFAULT_BACKOFF,
+      name: 'chat',
+      ...(c?.requestTimeoutMs ? { requestTimeoutMs: c.requestTimeoutMs } : {}),
+      ...(c?.connectTimeoutMs ? { connectTimeoutMs: c.connectTimeoutMs } : {}),
+    });
+    this.chat.on('state', (s, err) => this.onChatState(s, err));
+    this.chat.start();
+  }
+
+  private onChatState(s: ChatState, err?: SignalError): void {
+    if (this.closed) return;
+    if (s === 'connected' && !this.holdMaintenance) this.prekeys.start();
+    if (s === 'unlinked' || s === 'expired') this.prekeys.stop();
+    this.opts.onState(s, err);
+  }
+
+  /** The unauthenticated socket sealed-sender sends and bundle fetches go over, made on first use. */
+  private unauthenticated(): PersistentChat {
+    if (!this.unauthChat) {
+      const c = this.opts.connection;
+      this.unauthChat = new PersistentChat({
+        env: this.opts.environment,
+        logger: this.opts.logger,
+        keepalive: c?.keepalive ?? DEFAULT_KEEPALIVE,
+        backoff: c?.backoff ?? DEFAULT_BACKOFF,
+        name: 'unauthenticated chat',
+        ...(c?.requestTimeoutMs ? { requestTimeoutMs: c.requestTimeoutMs } : {}),
+      });
+      this.unauthChat.start();
+    }
+    return this.unauthChat;
+  }
+
+  /**
+   * For a just-saved account: waits for the connection and uploads its one-time prekeys before
+   * maintenance starts checking counts (or both would upload a batch). A failure is logged, not
+   * thrown: the account exists, the socket keeps reconnecting, maintenance refills once connected.
+   */
+  async uploadFirstKeys(how: string, timeoutMs: number): Promise<void> {
+    this.holdMaintenance = true;
+    try {
+      await this.chat.waitConnected(timeoutMs);
+      const ports = this.prekeyPorts();
+      for (const kind of ['aci', 'pni'] as const)
+        await api.uploadKeys(this.chat, kind, ports.generateOneTime(kind, ONE_TIME_KEYS));
+    } catch (e) {
+      this.opts.logger.warn(`${how} account: connecting or uploading one-time prekeys failed`, e);
+    } finally {
+      this.holdMaintenance = false;
+    }
+    if (!this.closed && this.chat.state === 'connected') this.prekeys.start();
+  }
+
+  /**
+   * One batched delivery receipt (§6, receipts): as the engine sends other content, sealed when the
+   * sender's profile key is known, not urgent (Signal's apps send receipts without a push).
+   */
+  private async sendDeliveryReceipt(to: string, timestamps: number[]): Promise<void> {
+    if (this.closed) return;
+    await this.sender.sendContent(to, deliveryReceipt(timestamps), this.sender.nextTimestamp(), {
+      urgent: false,
+    });
+  }
+
+  private senderApi(): SenderApi {
+    const over = (accessKey?: Uint8Array | null) =>
+      accessKey ? this.unauthenticated() : this.chat;
+    return {
+      getPreKeyBundles: (sid, device, accessKey) =>
+        api.getPreKeyBundles(over(accessKey), sid, device, accessKey),
+      sendMessages: (sid, body, accessKey) =>
+        api.sendMessages(over(accessKey), sid, body, accessKey),
+      getSenderCertificate: () => api.getSenderCertificate(this.chat),
+    };
+  }
+
+  private identityKey(kind: IdentityKind): PrivateKey {
+    const account = this.opts.store.requireAccount();
+    return IdentityKeyPair.deserialize(
+      new Uint8Array(kind === 'aci' ? account.aciIdentityKeyPair : account.pniIdentityKeyPair),
+    ).privateKey;
+  }
+
+  private prekeyPorts(): PreKeyPorts {
+    return storePreKeyPorts({
+      store: this.opts.store,
+      identityKey: (kind) => this.identityKey(kind),
+      counts: (kind) => api.getKeyCounts(this.chat, kind),
+      put: (kind, keys: KeyUpload) => api.uploadKeys(this.chat, kind, keys),
+      now: this.opts.now,
+    });
+  }
+
+  /** Store upkeep: logs and keys past retention (never throws: a failure is logged, retried later). */
+  private pruneStore(): void {
+    try {
+      const pruned = this.opts.store.prune();
+      if (pruned.sent || pruned.received || pruned.keys)
+        this.opts.logger.debug(
+          `store upkeep: pruned ${pruned.sent} sent, ${pruned.received} received, ${pruned.keys} key rows`,
+        );
+    } catch (e) {
+      this.opts.logger.warn('store upkeep failed; will retry', e);
+    }
+  }
+
+  /**
+   * Stops everything that works for the account: maintenance, sockets, the receiver (after the
+   * emits already scheduled for ACKed envelopes ran; later ones replay at the next start). The
+   * sockets' last state changes do not reach the client. The store stays open: it is the client's.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.prekeys.stop();
+    this.chat.removeAllListeners('state');
+    this.unauthChat?.removeAllListeners('state');
+    await Promise.all([this.chat.close(), this.unauthChat?.close()]);
+    await Promise.race([this.receiver.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await new Promise((r) => setImmediate(r));
+    this.receiver.stop();
+  }
+}
+
+/** The receiver's view of the store: the received log, contacts, units of work. */
+function receiverPort(store: SignalStore): ReceiverStorePort {
+  return {
+    unitOfWork: (kind) => store.unitOfWork(kind),
+    receivedState: (key) => store.received.state(key),
+    insertReceived: (key, events, guid) => void store.received.insertPending(key, events, guid),
+    sync: () => store.sync(),
+    pendingEvents: (key) => store.received.pendingEvents(key),
+    markEmitted: (key) => store.received.markEmitted(key),
+    listPending: () => store.received.listPending(),
+    recordContact: ({ aci, number, profileKey }) =>
+      store.contacts.upsert({
+        aci,
+        ...(number ? { e164: number } : {}),
+        ...(profileKey ? { profileKey } : {}),
+        source: number ? 'certificate' : 'message',
+      }),
+    contactOf: (aci) => {
+      const c = store.contacts.findByServiceId(aci);
+      return c
+        ? { ...(c.e164 ? { number: c.e164 } : {}), ...(c.name ? { name: c.name } : {}) }
+        : undefined;
+    },
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * Recipients as users write them: an ACI, `PNI:<uuid>`, or a phone number, and how each becomes a
+ * service id (a number through the directory).
+ */
+import { InvalidInputError, NotOnSignalError } from '../errors';
+import type { Directory, LookupOptions } from './directory';
+import { normalizeNumber } from './number';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A recipient as the engine addresses it: an ACI, `PNI:<uuid>`, or (to be resolved) a number. */
+export function classifyRecipient(to: string): { serviceId: string } | { number: string } {
+  const t = to.trim();
+  if (UUID.test(t)) return { serviceId: t.toLowerCase() };
+  if (/^PNI:/i.test(t) && UUID.test(t.slice(4)))
+    return { serviceId: `PNI:${t.slice(4).toLowerCase()}` };
+  return { number: t };
+}
+
+/**
+ * A recipient as users write it → a service id: an ACI UUID (optionally `ACI:`-prefixed) → bare
+ * lower-case ACI; `PNI:<uuid>` → `PNI:<lower-case uuid>`; anything else is a phone number:
+ * normalized, looked up, ACI preferred over PNI. Unregistered → NOT_ON_SIGNAL naming the number.
+ */
+export async function resolveRecipient(
+  directory: Pick<Directory, 'lookup'>,
+  to: string,
+  options: LookupOptions = {},
+): Promise<string> {
+  if (typeof to !== 'string' || to.trim() === '') throw new InvalidInputError('No recipient given');
+  const t = to.trim();
+  if (UUID.test(t)) return t.toLowerCase();
+  if (/^ACI:/i.test(t) && UUID.test(t.slice(4))) return t.slice(4).toLowerCase();
+  if (/^PNI:/i.test(t) && UUID.test(t.slice(4))) return `PNI:${t.slice(4).toLowerCase()}`;
+  const number = normalizeNumber(t);
+  const [result] = await directory.lookup([number], options);
+  if (!result || !result.registered || !(result.aci ?? result.pni))
+    throw new NotOnSignalError(number);
+  return result.aci ?? `PNI:${result.pni}`;
+}

@@ -1,0 +1,89 @@
+/**
+ * Retry receipts both ways (PROTOCOL.md §6). We send one when a known sender's message cannot be
+ * decrypted: the DecryptionErrorMessage as plaintext content (envelope type 8), not urgent. We
+ * answer one from a peer by archiving the session it names and resending the original from the
+ * sent log, or a null message when it is gone, so that a new session is made.
+ */
+import {
+  ProtocolAddress,
+  type DecryptionErrorMessage,
+  type PlaintextContent,
+} from '@signalapp/libsignal-client';
+import * as api from '../api';
+import type { Logger } from '../log';
+import type { ChatRequester } from '../net/types';
+import type { SignalStore } from '../store';
+import { nullMessage } from './content';
+import { WireType, type Sender } from './sender';
+
+export interface RetryReceiptsOptions {
+  store: SignalStore;
+  sender: Sender;
+  /** The authenticated chat socket. */
+  chat: () => ChatRequester;
+  logger: Logger;
+}
+
+export class RetryReceipts {
+  constructor(private readonly opts: RetryReceiptsOptions) {}
+
+  /** Asks `to`.`device` to resend what we could not decrypt. */
+  async request(to: string, device: number, plaintext: PlaintextContent): Promise<void> {
+    const { store, sender, chat } = this.opts;
+    const session = await store
+      .protocol('aci')
+      .sessions.getSession(ProtocolAddress.new(to, device));
+    // The server checks the device's registration id (a mismatch is 410). Without a session we
+    // learn it from the device's key bundle: a rare repair path, worth one of their prekeys.
+    const registrationId =
+      session?.remoteRegistrationId() ??
+      (await api.getPreKeyBundles(chat(), to, device)).devices.find((d) => d.deviceId === device)
+        ?.registrationId ??
+      0;
+    await api.sendMessages(chat(), to, {
+      messages: [
+        {
+          type: WireType.PLAINTEXT,
+          destinationDeviceId: device,
+          destinationRegistrationId: registrationId,
+          content: Buffer.from(plaintext.serialize()).toString('base64'),
+        },
+      ],
+      timestamp: sender.nextTimestamp(),
+      online: false,
+      urgent: false,
+    });
+    this.opts.logger.info(`sent a retry request to ${to}.${device}`);
+  }
+
+  /** A peer could not decrypt something we sent: re-establish the session and resend it. */
+  async answer(from: string, device: number, request: DecryptionErrorMessage): Promise<void> {
+    const { store, sender, logger } = this.opts;
+    // A retry request comes from the device's ACI; the original may have gone to its PNI (a send to
+    // `PNI:<uuid>`), logged and with its session under that service id. Two indexed reads.
+    const pni = store.contacts.findByServiceId(from)?.pni;
+    const original =
+      store.sent.find(from, request.timestamp()) ??
+      (pni ? store.sent.find(`PNI:${pni}`, request.timestamp()) : undefined);
+    const to = original?.recipient ?? from;
+    await sender.archiveSession(to, device, request.ratchetKey());
+    // Sealed when we know the recipient's profile key, as the original was (the sender decides);
+    // to our own devices (sync transcripts, requests) never, as those went.
+    const sealed = to === store.account.get()?.aci ? { sealed: false } : {};
+    if (original) {
+      await sender.sendPlaintext(to, original.content, original.timestamp, {
+        urgent: true,
+        onlyDevice: device,
+        ...sealed,
+      });
+      logger.info(`resent message ${original.timestamp} to ${to}.${device} after a retry request`);
+    } else {
+      await sender.sendContent(to, nullMessage(), sender.nextTimestamp(), {
+        urgent: false,
+        onlyDevice: device,
+        ...sealed,
+      });
+      logger.info(`sent a null message to ${to}.${device} after a retry request`);
+    }
+  }
+}
