@@ -41,7 +41,7 @@ import type { SendResult } from '../types';
 import type { signalservice } from '../../proto';
 import { sentTranscript, serializeContent, textDataMessage } from './content';
 import { KeyedLock } from './lock';
-import type { ProtocolStores } from './receiver';
+import type { ProtocolStores } from './decrypt';
 
 /** Envelope types on the wire (Signal's numbering, not libsignal's: §5). */
 export const WireType = { CIPHERTEXT: 1, PREKEY: 3, UNIDENTIFIED: 6, PLAINTEXT: 8 } as const;

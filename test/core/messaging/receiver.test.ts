@@ -12,7 +12,8 @@ import {
   signalEncrypt,
 } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../../core/client';
-import type { Receiver } from '../../../core/messaging/receiver';
+import type { KeyedLock } from '../../../core/messaging/lock';
+import type { Receiver, ReceiverStorePort } from '../../../core/messaging/receiver';
 import type { IncomingEvent } from '../../../core/types';
 import { Content, Envelope, Long } from '../../../proto';
 import {
@@ -185,5 +186,108 @@ describe('messaging: receiver', function () {
     const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent original');
     assert.equal(resent.body, 'original text');
     assert.ok(!lines.some((l) => l.includes('dropped envelope')), lines.join('\n'));
+  });
+
+  it('sends the retry request for an undecryptable envelope after its ACK, outside the peer lock, without holding up the next envelope from that peer', async () => {
+    const account = client.account;
+    assert.ok(account);
+    const device = await sandbox.server.getDeviceByServiceId(
+      account.aci as never,
+      account.deviceId as never,
+    );
+    assert.ok(device);
+    // A session with Bob, so that we can write a well-formed message he never sent (below).
+    await client.send(bob.device.aci, 'hello');
+    await withTimeout(bob.waitForMessage(), 10_000, 'hello');
+    // Bob's real message, kept (and ACKed to the server unprocessed) to hand in later ourselves.
+    const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
+    const original = inner.processEnvelope.bind(receiver);
+    let message: Uint8Array | undefined;
+    inner.processEnvelope = (b) => {
+      message ??= Uint8Array.from(b);
+      return Promise.resolve(200);
+    };
+    void bob.sendText(device, 'after the failure');
+    const deadline = Date.now() + 10_000;
+    while (!message) {
+      assert.ok(Date.now() < deadline, 'the message arrived');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    inner.processEnvelope = original;
+
+    // The retry request waits on the network until released; meanwhile it checks Bob's lock is free.
+    const lock = (client as unknown as { lock: KeyedLock }).lock;
+    const order: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let lockFree: boolean | undefined;
+    (client as unknown as { sendRetryRequest: () => Promise<void> }).sendRetryRequest =
+      async () => {
+        order.push('retry request');
+        lockFree = await Promise.race([
+          lock.run(bob.device.aci, () => Promise.resolve(true)),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+        ]);
+        await released;
+      };
+    // record → sync → ACK → emit → mark emitted, seen on the store port the inbox writes through.
+    const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
+    const wrap = <K extends 'insertReceived' | 'sync' | 'markEmitted'>(name: K) => {
+      const fn = port[name] as (...a: unknown[]) => unknown;
+      (port as unknown as Record<K, unknown>)[name] = (...a: unknown[]) => {
+        order.push(name);
+        return fn(...a);
+      };
+    };
+    wrap('insertReceived');
+    wrap('sync');
+    wrap('markEmitted');
+    client.on('event', (ev) => {
+      if (ev.type === 'message') order.push('emit');
+    });
+
+    // Well-formed (so a retry request can name it, §6) but not from Bob's ratchet: undecryptable.
+    const store = client.storeForTesting;
+    assert.ok(store);
+    const p = store.protocol('aci');
+    const probe = await signalEncrypt(
+      new Uint8Array([1]),
+      ProtocolAddress.new(bob.device.aci, 1),
+      ProtocolAddress.new(account.aci, account.deviceId),
+      p.sessions,
+      p.identities,
+    );
+    const garbage = Envelope.encode({
+      type:
+        probe.type() === CiphertextMessageType.PreKey
+          ? Envelope.Type.PREKEY_MESSAGE
+          : Envelope.Type.DOUBLE_RATCHET,
+      sourceServiceId: bob.device.aci,
+      sourceDeviceId: 1,
+      destinationServiceId: account.aci,
+      clientTimestamp: Long.fromNumber(Date.now() - 5000, true),
+      serverTimestamp: Long.fromNumber(Date.now() - 5000, true),
+      serverGuid: randomUUID(),
+      content: probe.serialize(),
+    }).finish();
+    assert.equal(await withTimeout(put(garbage), 2000, 'ACK of the undecryptable envelope'), 200);
+    order.push('ACK dropped');
+    assert.equal(await withTimeout(put(message), 2000, 'ACK of the next envelope'), 200);
+    order.push('ACK message');
+    const until = Date.now() + 2000;
+    while (!order.includes('markEmitted') || lockFree === undefined) {
+      assert.ok(Date.now() < until, order.join(', '));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(lockFree, true, 'the retry request runs outside the peer lock');
+    assert.deepEqual(
+      order.filter((o) => o !== 'retry request'),
+      ['sync', 'ACK dropped', 'insertReceived', 'sync', 'ACK message', 'emit', 'markEmitted'],
+    );
+    assert.ok(order.indexOf('retry request') > order.indexOf('ACK dropped'), order.join(', '));
+    assert.ok(events.some((e) => e.type === 'message' && e.body === 'after the failure'));
+    release();
+    await withTimeout(client.idle(), 2000, 'idle once the follow-up is done');
+    assert.equal(receiver.drops.get('decrypt-failed'), 1);
   });
 });
