@@ -90,10 +90,18 @@ export type Decrypted =
   /** Decrypted (the session advanced) but the Content is unusable: commit the unit, emit nothing. */
   | { ok: false; unit: UnitOfWork; error: Error };
 
-/** What decryption needs from the account's store; a subset of the receiver's port. */
+/** What decryption needs from the account's store (part of the receiver's port). */
 export interface DecryptStorePort {
   unitOfWork(kind: 'aci' | 'pni'): UnitOfWork;
+  /**
+   * Records a sender's number and/or profile key in the contacts table (best effort). Called inside
+   * the transaction of the message's log row; should write only when something changed.
+   */
   recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
+  /**
+   * What the contacts table knows of a sender (a contact synced from the phone, a lookup): one
+   * indexed read by ACI. Fills in the number and name the envelope does not carry.
+   */
   contactOf?(aci: string): { number?: string; name?: string } | undefined;
 }
 

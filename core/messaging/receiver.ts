@@ -23,7 +23,6 @@ import {
   type DecryptStorePort,
   type DropReason,
   type Identified,
-  type UnitOfWork,
 } from './decrypt';
 import { Inbox, type InboxStorePort, type ReceivedKey, type RowMeta } from './inbox';
 import { KeyedLock } from './lock';
@@ -32,20 +31,11 @@ import type { DeliveryReceipts } from './receipts';
 export type { DropReason, ProtocolStores, UnitOfWork } from './decrypt';
 export type { ReceivedKey } from './inbox';
 
-/** What the receiver needs from the account's store; adapted from core/store by the client. */
-export interface ReceiverStorePort extends InboxStorePort, DecryptStorePort {
-  unitOfWork(kind: 'aci' | 'pni'): UnitOfWork;
-  /**
-   * Records a sender's number and/or profile key in the contacts table (best effort). Called inside
-   * the transaction of the message's log row; should write only when something changed.
-   */
-  recordContact(info: { aci: string; number?: string; profileKey?: Uint8Array }): void;
-  /**
-   * What the contacts table knows of a sender (a contact synced from the phone, a lookup): one
-   * indexed read by ACI. Fills in the number and name the envelope does not carry.
-   */
-  contactOf?(aci: string): { number?: string; name?: string } | undefined;
-}
+/**
+ * What the receiver needs from the account's store, adapted from core/store by the client: the
+ * received log (./inbox.ts) and the protocol stores and contacts decryption uses (./decrypt.ts).
+ */
+export interface ReceiverStorePort extends InboxStorePort, DecryptStorePort {}
 
 export interface ReceiverOptions {
   store: ReceiverStorePort;

@@ -4,13 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import {
-  CiphertextMessageType,
-  DecryptionErrorMessage,
-  PlaintextContent,
-  ProtocolAddress,
-  signalEncrypt,
-} from '@signalapp/libsignal-client';
+import { CiphertextMessageType, PlaintextContent } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../../core/client';
 import type { KeyedLock } from '../../../core/messaging/lock';
 import type { Receiver, ReceiverStorePort } from '../../../core/messaging/receiver';
@@ -19,11 +13,14 @@ import { Content, Envelope, Long } from '../../../proto';
 import {
   captureLogger,
   linkClient,
+  ourNextCiphertext,
+  retryRequestFor,
   startSandbox,
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
 } from '../../integration/helpers';
+import { introduce, ourDevice } from '../../harness/mock-phone';
 
 /** A PLAINTEXT_CONTENT envelope (type 8) from `from` device 1: 0xC0, the Content, then padding. */
 function plaintextEnvelope(client: SignalClient, from: string, content: Uint8Array): Uint8Array {
@@ -112,14 +109,7 @@ describe('messaging: receiver', function () {
   });
 
   it('drops a sealed envelope whose server timestamp is beyond 2^53 (no 500, no redelivery loop)', async () => {
-    const account = client.account;
-    assert.ok(account);
-    const device = await sandbox.server.getDeviceByServiceId(
-      account.aci as never,
-      account.deviceId as never,
-    );
-    assert.ok(device);
-    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    const device = await introduce(sandbox, client, bob);
     // Keep the real sealed envelope Bob's message arrives in.
     const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
     const original = inner.processEnvelope.bind(receiver);
@@ -154,23 +144,9 @@ describe('messaging: receiver', function () {
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
     const timestamp = Number(first.dataMessage.timestamp);
     // Bob's retry request for a message on our current ratchet, as his app would build it.
-    const store = client.storeForTesting;
     const account = client.account;
-    assert.ok(store && account);
-    const p = store.protocol('aci');
-    const probe = await signalEncrypt(
-      new Uint8Array([1]),
-      ProtocolAddress.new(bob.device.aci, 1),
-      ProtocolAddress.new(account.aci, account.deviceId),
-      p.sessions,
-      p.identities,
-    );
-    const request = DecryptionErrorMessage.forOriginal(
-      probe.serialize(),
-      probe.type() as CiphertextMessageType,
-      timestamp,
-      account.deviceId,
-    );
+    assert.ok(account);
+    const request = await retryRequestFor(client, bob.device.aci, timestamp);
     const body = PlaintextContent.from(request).body();
     const envelope = Envelope.encode({
       type: Envelope.Type.PLAINTEXT_CONTENT,
@@ -191,11 +167,7 @@ describe('messaging: receiver', function () {
   it('sends the retry request for an undecryptable envelope after its ACK, outside the peer lock, without holding up the next envelope from that peer', async () => {
     const account = client.account;
     assert.ok(account);
-    const device = await sandbox.server.getDeviceByServiceId(
-      account.aci as never,
-      account.deviceId as never,
-    );
-    assert.ok(device);
+    const device = await ourDevice(sandbox, client);
     // A session with Bob, so that we can write a well-formed message he never sent (below).
     await client.send(bob.device.aci, 'hello');
     await withTimeout(bob.waitForMessage(), 10_000, 'hello');
@@ -247,16 +219,7 @@ describe('messaging: receiver', function () {
     });
 
     // Well-formed (so a retry request can name it, §6) but not from Bob's ratchet: undecryptable.
-    const store = client.storeForTesting;
-    assert.ok(store);
-    const p = store.protocol('aci');
-    const probe = await signalEncrypt(
-      new Uint8Array([1]),
-      ProtocolAddress.new(bob.device.aci, 1),
-      ProtocolAddress.new(account.aci, account.deviceId),
-      p.sessions,
-      p.identities,
-    );
+    const probe = await ourNextCiphertext(client, bob.device.aci);
     const garbage = Envelope.encode({
       type:
         probe.type() === CiphertextMessageType.PreKey
