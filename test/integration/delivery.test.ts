@@ -1,12 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import {
-  CiphertextMessageType,
-  DecryptionErrorMessage,
-  ProtocolAddress,
-  PublicKey,
-  signalEncrypt,
-} from '@signalapp/libsignal-client';
+import { DecryptionErrorMessage, ProtocolAddress, PublicKey } from '@signalapp/libsignal-client';
 import { getKeyCounts } from '../../core/api';
 import type { SignalClient } from '../../core/client';
 import type { Receiver } from '../../core/messaging/receiver';
@@ -18,6 +12,7 @@ import {
   linkClient,
   openClient,
   startSandbox,
+  retryRequestFor,
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
@@ -67,31 +62,6 @@ async function deliverRetryRequest(
       headers: {},
     }),
     200,
-  );
-}
-
-/** A DecryptionErrorMessage for our message `timestamp`, naming the ratchet of our session `to`.1. */
-async function retryRequestFor(
-  client: SignalClient,
-  to: string,
-  timestamp: number,
-): Promise<DecryptionErrorMessage> {
-  const store = client.storeForTesting;
-  const account = client.account;
-  assert.ok(store && account);
-  const p = store.protocol('aci');
-  const probe = await signalEncrypt(
-    new Uint8Array([1]),
-    ProtocolAddress.new(to, 1),
-    ProtocolAddress.new(account.aci, account.deviceId),
-    p.sessions,
-    p.identities,
-  );
-  return DecryptionErrorMessage.forOriginal(
-    probe.serialize(),
-    probe.type() as CiphertextMessageType,
-    timestamp,
-    account.deviceId,
   );
 }
 
@@ -292,24 +262,8 @@ describe('integration: delivery guarantees and session repair', function () {
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
     const timestamp = Number(first.dataMessage.timestamp);
     const device = await introduce(sandbox, client, bob);
-    // Build Bob's DecryptionErrorMessage the way his app would, from a message on our current ratchet.
-    const store = client.storeForTesting;
-    const account = client.account;
-    assert.ok(store && account);
-    const p = store.protocol('aci');
-    const probe = await signalEncrypt(
-      new Uint8Array([1]),
-      ProtocolAddress.new(bob.device.aci, 1),
-      ProtocolAddress.new(account.aci, account.deviceId),
-      p.sessions,
-      p.identities,
-    );
-    const request = DecryptionErrorMessage.forOriginal(
-      probe.serialize(),
-      probe.type() as CiphertextMessageType,
-      timestamp,
-      account.deviceId,
-    );
+    // Bob's DecryptionErrorMessage, built the way his app would, from a message on our current ratchet.
+    const request = await retryRequestFor(client, bob.device.aci, timestamp);
     await bob.sendRaw(device, {
       content: { decryptionErrorMessage: Buffer.from(request.serialize()) },
       pniSignatureMessage: null,

@@ -1,6 +1,14 @@
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import {
+  CiphertextMessageType,
+  DecryptionErrorMessage,
+  ProtocolAddress,
+  signalEncrypt,
+  type CiphertextMessage,
+} from '@signalapp/libsignal-client';
 import { SignalClient, type SignalClientOptions } from '../../core/client';
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { Logger } from '../../core/log';
@@ -99,4 +107,40 @@ export function linkedWithBobPerTest(): LinkedWithBob {
     await world.sandbox?.close();
   });
   return world;
+}
+
+/**
+ * Our session's next ciphertext to `to`.1, from the client's own store: well-formed, on our current
+ * ratchet, and undecryptable by anyone but `to` (so, handed in as if from `to`, by us too).
+ */
+export async function ourNextCiphertext(
+  client: SignalClient,
+  to: string,
+): Promise<CiphertextMessage> {
+  const store = client.storeForTesting;
+  const account = client.account;
+  assert.ok(store && account);
+  const p = store.protocol('aci');
+  return signalEncrypt(
+    new Uint8Array([1]),
+    ProtocolAddress.new(to, 1),
+    ProtocolAddress.new(account.aci, account.deviceId),
+    p.sessions,
+    p.identities,
+  );
+}
+
+/** A DecryptionErrorMessage for our message `timestamp`, naming the ratchet of our session `to`.1. */
+export async function retryRequestFor(
+  client: SignalClient,
+  to: string,
+  timestamp: number,
+): Promise<DecryptionErrorMessage> {
+  const probe = await ourNextCiphertext(client, to);
+  return DecryptionErrorMessage.forOriginal(
+    probe.serialize(),
+    probe.type() as CiphertextMessageType,
+    timestamp,
+    client.account?.deviceId ?? 0,
+  );
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { IdentityKeyPair, ProtocolAddress, processPreKeyBundle } from '@signalapp/libsignal-client';
 import { IdentityChangedError } from '../../../core/errors';
 import { StaleDevices } from '../../../core/api';
-import { mapEncryptError } from '../../../core/messaging/sender';
+import { mapEncryptError } from '../../../core/messaging/sessions';
 import { SignalStore } from '../../../core/store';
 import { makeAccount, publishKeys, tempDir } from '../store/helpers';
 import { makePair, type Pair } from './fake-api';

@@ -4,25 +4,23 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import {
-  CiphertextMessageType,
-  DecryptionErrorMessage,
-  PlaintextContent,
-  ProtocolAddress,
-  signalEncrypt,
-} from '@signalapp/libsignal-client';
+import { CiphertextMessageType, PlaintextContent } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../../core/client';
-import type { Receiver } from '../../../core/messaging/receiver';
+import type { KeyedLock } from '../../../core/messaging/lock';
+import type { Receiver, ReceiverStorePort } from '../../../core/messaging/receiver';
 import type { IncomingEvent } from '../../../core/types';
 import { Content, Envelope, Long } from '../../../proto';
 import {
   captureLogger,
   linkClient,
+  ourNextCiphertext,
+  retryRequestFor,
   startSandbox,
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
 } from '../../integration/helpers';
+import { introduce, ourDevice } from '../../harness/mock-phone';
 
 /** A PLAINTEXT_CONTENT envelope (type 8) from `from` device 1: 0xC0, the Content, then padding. */
 function plaintextEnvelope(client: SignalClient, from: string, content: Uint8Array): Uint8Array {
@@ -111,14 +109,7 @@ describe('messaging: receiver', function () {
   });
 
   it('drops a sealed envelope whose server timestamp is beyond 2^53 (no 500, no redelivery loop)', async () => {
-    const account = client.account;
-    assert.ok(account);
-    const device = await sandbox.server.getDeviceByServiceId(
-      account.aci as never,
-      account.deviceId as never,
-    );
-    assert.ok(device);
-    await bob.addSingleUseKey(device, await device.popSingleUseKey());
+    const device = await introduce(sandbox, client, bob);
     // Keep the real sealed envelope Bob's message arrives in.
     const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
     const original = inner.processEnvelope.bind(receiver);
@@ -153,23 +144,9 @@ describe('messaging: receiver', function () {
     const first = await withTimeout(bob.waitForMessage(), 10_000, 'original');
     const timestamp = Number(first.dataMessage.timestamp);
     // Bob's retry request for a message on our current ratchet, as his app would build it.
-    const store = client.storeForTesting;
     const account = client.account;
-    assert.ok(store && account);
-    const p = store.protocol('aci');
-    const probe = await signalEncrypt(
-      new Uint8Array([1]),
-      ProtocolAddress.new(bob.device.aci, 1),
-      ProtocolAddress.new(account.aci, account.deviceId),
-      p.sessions,
-      p.identities,
-    );
-    const request = DecryptionErrorMessage.forOriginal(
-      probe.serialize(),
-      probe.type() as CiphertextMessageType,
-      timestamp,
-      account.deviceId,
-    );
+    assert.ok(account);
+    const request = await retryRequestFor(client, bob.device.aci, timestamp);
     const body = PlaintextContent.from(request).body();
     const envelope = Envelope.encode({
       type: Envelope.Type.PLAINTEXT_CONTENT,
@@ -185,5 +162,95 @@ describe('messaging: receiver', function () {
     const resent = await withTimeout(bob.waitForMessage(), 10_000, 'resent original');
     assert.equal(resent.body, 'original text');
     assert.ok(!lines.some((l) => l.includes('dropped envelope')), lines.join('\n'));
+  });
+
+  it('sends the retry request for an undecryptable envelope after its ACK, outside the peer lock, without holding up the next envelope from that peer', async () => {
+    const account = client.account;
+    assert.ok(account);
+    const device = await ourDevice(sandbox, client);
+    // A session with Bob, so that we can write a well-formed message he never sent (below).
+    await client.send(bob.device.aci, 'hello');
+    await withTimeout(bob.waitForMessage(), 10_000, 'hello');
+    // Bob's real message, kept (and ACKed to the server unprocessed) to hand in later ourselves.
+    const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
+    const original = inner.processEnvelope.bind(receiver);
+    let message: Uint8Array | undefined;
+    inner.processEnvelope = (b) => {
+      message ??= Uint8Array.from(b);
+      return Promise.resolve(200);
+    };
+    void bob.sendText(device, 'after the failure');
+    const deadline = Date.now() + 10_000;
+    while (!message) {
+      assert.ok(Date.now() < deadline, 'the message arrived');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    inner.processEnvelope = original;
+
+    // The retry request waits on the network until released; meanwhile it checks Bob's lock is free.
+    const lock = (client as unknown as { lock: KeyedLock }).lock;
+    const order: string[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let lockFree: boolean | undefined;
+    (client as unknown as { sendRetryRequest: () => Promise<void> }).sendRetryRequest =
+      async () => {
+        order.push('retry request');
+        lockFree = await Promise.race([
+          lock.run(bob.device.aci, () => Promise.resolve(true)),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+        ]);
+        await released;
+      };
+    // record → sync → ACK → emit → mark emitted, seen on the store port the inbox writes through.
+    const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
+    const wrap = <K extends 'insertReceived' | 'sync' | 'markEmitted'>(name: K) => {
+      const fn = port[name] as (...a: unknown[]) => unknown;
+      (port as unknown as Record<K, unknown>)[name] = (...a: unknown[]) => {
+        order.push(name);
+        return fn(...a);
+      };
+    };
+    wrap('insertReceived');
+    wrap('sync');
+    wrap('markEmitted');
+    client.on('event', (ev) => {
+      if (ev.type === 'message') order.push('emit');
+    });
+
+    // Well-formed (so a retry request can name it, §6) but not from Bob's ratchet: undecryptable.
+    const probe = await ourNextCiphertext(client, bob.device.aci);
+    const garbage = Envelope.encode({
+      type:
+        probe.type() === CiphertextMessageType.PreKey
+          ? Envelope.Type.PREKEY_MESSAGE
+          : Envelope.Type.DOUBLE_RATCHET,
+      sourceServiceId: bob.device.aci,
+      sourceDeviceId: 1,
+      destinationServiceId: account.aci,
+      clientTimestamp: Long.fromNumber(Date.now() - 5000, true),
+      serverTimestamp: Long.fromNumber(Date.now() - 5000, true),
+      serverGuid: randomUUID(),
+      content: probe.serialize(),
+    }).finish();
+    assert.equal(await withTimeout(put(garbage), 2000, 'ACK of the undecryptable envelope'), 200);
+    order.push('ACK dropped');
+    assert.equal(await withTimeout(put(message), 2000, 'ACK of the next envelope'), 200);
+    order.push('ACK message');
+    const until = Date.now() + 2000;
+    while (!order.includes('markEmitted') || lockFree === undefined) {
+      assert.ok(Date.now() < until, order.join(', '));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(lockFree, true, 'the retry request runs outside the peer lock');
+    assert.deepEqual(
+      order.filter((o) => o !== 'retry request'),
+      ['sync', 'ACK dropped', 'insertReceived', 'sync', 'ACK message', 'emit', 'markEmitted'],
+    );
+    assert.ok(order.indexOf('retry request') > order.indexOf('ACK dropped'), order.join(', '));
+    assert.ok(events.some((e) => e.type === 'message' && e.body === 'after the failure'));
+    release();
+    await withTimeout(client.idle(), 2000, 'idle once the follow-up is done');
+    assert.equal(receiver.drops.get('decrypt-failed'), 1);
   });
 });
