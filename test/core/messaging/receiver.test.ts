@@ -169,7 +169,7 @@ describe('messaging: receiver', function () {
     assert.ok(account);
     const device = await ourDevice(sandbox, client);
     // A session with Bob, so that we can write a well-formed message he never sent (below).
-    await client.send(bob.device.aci, 'hello');
+    await client.send(bob.device.aci, { text: 'hello' });
     await withTimeout(bob.waitForMessage(), 10_000, 'hello');
     // Bob's real message, kept (and ACKed to the server unprocessed) to hand in later ourselves.
     const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
@@ -193,15 +193,16 @@ describe('messaging: receiver', function () {
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
     let lockFree: boolean | undefined;
-    (client as unknown as { sendRetryRequest: () => Promise<void> }).sendRetryRequest =
-      async () => {
-        order.push('retry request');
-        lockFree = await Promise.race([
-          lock.run(bob.device.aci, () => Promise.resolve(true)),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
-        ]);
-        await released;
-      };
+    (
+      client as unknown as { session: { retries: { request: () => Promise<void> } } }
+    ).session.retries.request = async () => {
+      order.push('retry request');
+      lockFree = await Promise.race([
+        lock.run(bob.device.aci, () => Promise.resolve(true)),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+      ]);
+      await released;
+    };
     // record → sync → ACK → emit → mark emitted, seen on the store port the inbox writes through.
     const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
     const wrap = <K extends 'insertReceived' | 'sync' | 'markEmitted'>(name: K) => {
