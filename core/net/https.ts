@@ -6,10 +6,9 @@
  */
 import http2 from 'node:http2';
 import https from 'node:https';
-import net from 'node:net';
-import tls from 'node:tls';
 import type { Environment } from '../config';
 import { CancelledError, NetworkError, ServerError, TimeoutError } from '../errors';
+import { connectTls } from './transport';
 
 export interface GetOptions {
   /** Whole download, connection included; default 30 s. */
@@ -50,13 +49,7 @@ export function httpsGet(
     let session: http2.ClientHttp2Session | null = null;
     let request: { destroy(): void } | null = null;
 
-    const socket = tls.connect({
-      host: url.hostname,
-      port: Number(url.port || 443),
-      ca: env.caCert,
-      servername: net.isIP(url.hostname) ? undefined : url.hostname,
-      ALPNProtocols: ['h2', 'http/1.1'],
-    });
+    const socket = connectTls(env, url);
 
     const finish = (err: Error | null) => {
       if (settled) return;

@@ -328,18 +328,26 @@ class NoExtendedConnectError extends NetworkError {
 const detected = new Map<string, 'http1' | 'http2'>();
 
 /** Which WebSocket transport an origin speaks, by TLS ALPN; remembered for the process. */
+/**
+ * A TLS connection to `url`'s host, verified against the environment's CA (never turned off),
+ * offering HTTP/2 and HTTP/1.1 by ALPN; SNI only for a host name (not an IP literal).
+ */
+export function connectTls(env: Environment, url: URL): tls.TLSSocket {
+  return tls.connect({
+    host: url.hostname,
+    port: Number(url.port || 443),
+    ca: env.caCert,
+    servername: net.isIP(url.hostname) ? undefined : url.hostname,
+    ALPNProtocols: ['h2', 'http/1.1'],
+  });
+}
+
 export function detectTransport(env: Environment, timeoutMs: number): Promise<'http1' | 'http2'> {
   const url = new URL(env.chatUrl);
   const known = detected.get(url.origin);
   if (known) return Promise.resolve(known);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: url.hostname,
-      port: Number(url.port || 443),
-      ca: env.caCert,
-      servername: net.isIP(url.hostname) ? undefined : url.hostname,
-      ALPNProtocols: ['h2', 'http/1.1'],
-    });
+    const socket = connectTls(env, url);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new TimeoutError(`Reaching ${env.chatUrl}`, timeoutMs));

@@ -74,93 +74,106 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
     return node ? node.client() : null;
   };
 
+  /**
+   * A route that runs a registration step in a client: whichever client it used is settled when it
+   * ends (kept while the registration waits for the user, else closed), whatever the outcome.
+   */
+  const settlingRoute = (
+    step: (
+      id: string,
+      req: RedRequest,
+      res: RedResponse,
+      use: (client: SignalClient) => SignalClient,
+    ) => Promise<void>,
+  ) =>
+    route(async (req: RedRequest, res: RedResponse) => {
+      const id = req.params.id ?? '';
+      const used: { client?: SignalClient } = {};
+      try {
+        await step(id, req, res, (client) => (used.client = client));
+      } finally {
+        if (used.client) settleTemporary(id, used.client);
+      }
+    });
+
   RED.httpAdmin.post(
     '/signal-account/:id/register',
     write,
-    route(async (req: RedRequest, res: RedResponse) => {
-      const id = req.params.id ?? '';
-      let client: SignalClient | undefined;
-      try {
-        const file = dataFileFor(id);
-        const body = bodyOf(req);
-        const settings = settingsOf(body);
-        const number = stringField(body, 'number');
-        if (!number) {
-          throw new SignalError(
-            'INVALID_INPUT',
-            'Give the number to register, with its country code (e.g. +15551234567)',
-          );
-        }
-        const captcha = stringField(body, 'captcha');
-        const transport = stringField(body, 'transport') ?? 'sms';
-        const secret = stringField(body, 'secret');
-        const registry = await guard();
-        const node = deployed(id);
-        if (node) {
-          dropTemporary(id);
-          client = await node.client();
-        } else {
-          client =
-            registering.get(id)?.client ??
+    settlingRoute(async (id, req, res, use) => {
+      const file = dataFileFor(id);
+      const body = bodyOf(req);
+      const settings = settingsOf(body);
+      const number = stringField(body, 'number');
+      if (!number) {
+        throw new SignalError(
+          'INVALID_INPUT',
+          'Give the number to register, with its country code (e.g. +15551234567)',
+        );
+      }
+      const captcha = stringField(body, 'captcha');
+      const transport = stringField(body, 'transport') ?? 'sms';
+      const secret = stringField(body, 'secret');
+      const registry = await guard();
+      const node = deployed(id);
+      let client: SignalClient;
+      if (node) {
+        dropTemporary(id);
+        client = use(await node.client());
+      } else {
+        client = use(
+          registering.get(id)?.client ??
             (await SignalClient.open({
               dataFile: file,
               environment: environmentOf(settings),
               deviceName: settings.deviceName || 'Node-RED',
               logger: nodeLogger(RED, id),
-            }));
-          touchTemporary(id, client);
-        }
-        const status = await client.startRegistration({
-          number,
-          transport: transport as 'sms' | 'voice',
-          guard: registry,
-          ...(captcha ? { captcha } : {}),
-          ...(secret ? { secret } : {}),
-        });
-        res.json(status);
-      } finally {
-        if (client) settleTemporary(id, client);
+            })),
+        );
+        touchTemporary(id, client);
       }
+      const status = await client.startRegistration({
+        number,
+        transport: transport as 'sms' | 'voice',
+        guard: registry,
+        ...(captcha ? { captcha } : {}),
+        ...(secret ? { secret } : {}),
+      });
+      res.json(status);
     }),
   );
 
   RED.httpAdmin.post(
     '/signal-account/:id/register/verify',
     write,
-    route(async (req: RedRequest, res: RedResponse) => {
-      const id = req.params.id ?? '';
-      let client: SignalClient | null = null;
-      try {
-        dataFileFor(id);
-        const body = bodyOf(req);
-        const code = stringField(body, 'code');
-        // A protected registration takes the code only with its ownership secret.
-        const secret = stringField(body, 'secret');
-        if (!code) {
-          throw new SignalError(
-            'INVALID_INPUT',
-            'Give the verification code from the SMS or voice call',
-          );
-        }
-        client = await registrationClient(id);
-        if (!client) {
-          throw new RegistrationError(
-            'NOT_STARTED',
-            'No registration is in progress for this account: start it first.',
-          );
-        }
-        const account = await client.verifyRegistration(code, secret);
-        const { reregistration, notice } = client.registration;
-        res.json({
-          state: 'registered',
-          account: summary(account),
-          connected: client.state === 'connected',
-          // The number was active on another device, which this registration signed out.
-          ...(reregistration ? { reregistration: true, notice } : {}),
-        });
-      } finally {
-        if (client) settleTemporary(id, client);
+    settlingRoute(async (id, req, res, use) => {
+      dataFileFor(id);
+      const body = bodyOf(req);
+      const code = stringField(body, 'code');
+      // A protected registration takes the code only with its ownership secret.
+      const secret = stringField(body, 'secret');
+      if (!code) {
+        throw new SignalError(
+          'INVALID_INPUT',
+          'Give the verification code from the SMS or voice call',
+        );
       }
+      const found = await registrationClient(id);
+      if (!found) {
+        throw new RegistrationError(
+          'NOT_STARTED',
+          'No registration is in progress for this account: start it first.',
+        );
+      }
+      const client = use(found);
+      const account = await client.verifyRegistration(code, secret);
+      const { reregistration, notice } = client.registration;
+      res.json({
+        state: 'registered',
+        account: summary(account),
+        connected: client.state === 'connected',
+        // The number was active on another device, which this registration signed out.
+        ...(reregistration ? { reregistration: true, notice } : {}),
+      });
     }),
   );
 
@@ -181,18 +194,12 @@ export function installRegistrationRoutes(ctx: AdminContext): void {
   RED.httpAdmin.delete(
     '/signal-account/:id/register',
     write,
-    route(async (req: RedRequest, res: RedResponse) => {
-      const id = req.params.id ?? '';
-      let client: SignalClient | null = null;
-      try {
-        dataFileFor(id);
-        const secret = stringField(bodyOf(req), 'secret');
-        client = await registrationClient(id);
-        if (!client) return unknownAccount(res, id);
-        res.json(await client.cancelRegistration(secret));
-      } finally {
-        if (client) settleTemporary(id, client);
-      }
+    settlingRoute(async (id, req, res, use) => {
+      dataFileFor(id);
+      const secret = stringField(bodyOf(req), 'secret');
+      const client = await registrationClient(id);
+      if (!client) return unknownAccount(res, id);
+      res.json(await use(client).cancelRegistration(secret));
     }),
   );
 
