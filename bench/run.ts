@@ -11,6 +11,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { SignalClient } from '../core/client';
 import type { EnvironmentOptions } from '../core/config';
+import { SignalStore } from '../core/store';
 import type { IncomingEvent } from '../core/types';
 import { measureCeiling } from './ceiling';
 import type { PeerCommand, PeerReply } from './peer';
@@ -118,19 +119,23 @@ async function timedReceive(
   b: Bench,
   from: string,
   count: number,
-  prepare?: (client: SignalClient) => void,
+  prepare?: (store: SignalStore) => void,
   beforeConnect?: () => Promise<void>,
-): Promise<{ ms: number; cpuMs: number; client: SignalClient }> {
+): Promise<{ ms: number; cpuMs: number; client: SignalClient; store: SignalStore }> {
   // Timestamps unique across the whole run: a repeated (sender, device, timestamp) is a duplicate.
   const base = Math.max(Date.now(), lastTimestamp + 1);
   lastTimestamp = base + count - 1;
   await b.peer.call({ cmd: 'queue', from, ...b.account, count, base });
+  // The store the client opens, held through its openStore port to grow it and fill contacts.
+  let store: SignalStore | undefined;
   const client = await SignalClient.open({
     dataFile: b.dataFile,
     environment: b.environment,
     logger,
+    ports: { openStore: (file, options) => (store = SignalStore.open(file, options)) },
   });
-  prepare?.(client);
+  if (!store) throw new Error('no store');
+  prepare?.(store);
   await beforeConnect?.();
   let received = 0;
   client.on('event', (ev: IncomingEvent) => {
@@ -141,13 +146,11 @@ async function timedReceive(
   await client.connect();
   await until(() => received >= count, WAIT_MS, `${count} messages`);
   const used = process.cpuUsage(cpu);
-  return { ms: now() - start, cpuMs: (used.user + used.system) / 1000, client };
+  return { ms: now() - start, cpuMs: (used.user + used.system) / 1000, client, store };
 }
 
 /** Stores `n` extra sessions (copies of a real record under random ids) and log rows. */
-function growStore(client: SignalClient, sessions: number, logRows: number): void {
-  const store = client.storeForTesting;
-  if (!store) throw new Error('no store');
+function growStore(store: SignalStore, sessions: number, logRows: number): void {
   const template = store.db.prepare('SELECT record FROM sessions LIMIT 1').pluck().get() as Buffer;
   const insertSession = store.db.prepare(
     'INSERT OR IGNORE INTO sessions (our_kind, service_id, device_id, record) VALUES (?, ?, 1, ?)',
@@ -271,9 +274,9 @@ async function main(): Promise<void> {
     await client.close();
 
     console.log(`per-message receive cost: 100 vs 20,000 sessions + 100,000 log rows…`);
-    const small = await timedReceive(b, 'carol', COST, (c) => growStore(c, 100, 0));
+    const small = await timedReceive(b, 'carol', COST, (s) => growStore(s, 100, 0));
     await small.client.close();
-    const large = await timedReceive(b, 'carol', COST, (c) => growStore(c, 19_900, 100_000));
+    const large = await timedReceive(b, 'carol', COST, (s) => growStore(s, 19_900, 100_000));
     const costSmall = small.ms / COST;
     const costLarge = large.ms / COST;
     results.receive_cost_ms_small_store = Math.round(costSmall * 1000) / 1000;
@@ -281,8 +284,7 @@ async function main(): Promise<void> {
     results.receive_cost_ratio_large_store = Math.round((costLarge / costSmall) * 100) / 100;
 
     console.log(`lookup of ${LOOKUP} numbers from the contacts table…`);
-    const store = large.client.storeForTesting;
-    if (!store) throw new Error('no store');
+    const store = large.store;
     const numbers = Array.from(
       { length: LOOKUP },
       (_, i) => `+1415555${String(i).padStart(4, '0')}`,

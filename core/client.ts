@@ -32,6 +32,7 @@ import { SyncMessage } from '../proto';
 import type { AccountInfo, LookupResult, OutgoingMessage, SendResult } from './types';
 
 export type { SignalClientEvents, SignalClientOptions } from './account/host';
+export type { ClientPorts } from './account/ports';
 export { classifyRecipient };
 
 export class SignalClient extends AccountHost {

@@ -3,7 +3,7 @@
  * uses the engine without Node-RED (package.json `main`). Everything else under core/ is internal.
  */
 export { SignalClient, classifyRecipient } from './client';
-export type { SignalClientOptions, SignalClientEvents } from './client';
+export type { ClientPorts, SignalClientOptions, SignalClientEvents } from './client';
 
 export * from './errors';
 export {

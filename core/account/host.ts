@@ -21,12 +21,13 @@ import {
 import { redactingLogger, silentLogger, type Logger } from '../log';
 import { KeyedLock } from '../messaging/lock';
 import type { KeepaliveOptions } from '../net/connection';
-import type { BackoffOptions, ChatState, PersistentChat } from '../net/persistent';
+import type { BackoffOptions, ChatState } from '../net/persistent';
 import type { LinkState } from '../provisioning/linker';
-import { SignalStore } from '../store';
+import type { SignalStore } from '../store';
 import type { AccountInfo, ClientState, IdentityTrust, IncomingEvent } from '../types';
 import { environmentMismatch } from './environment';
 import { saveNewAccount, type NewAccountKeys, type NewAccountRecord } from './new-account';
+import { withDefaults, type ClientPorts, type Ports } from './ports';
 import { AccountSession } from './session';
 import { setAsideAccountFile } from './set-aside';
 
@@ -51,6 +52,11 @@ export interface SignalClientOptions {
   /** Contact discovery override (tests): `null` = contacts only. Default: libsignal's Net. */
   cdsi?: CdsiBackend | null;
   now?: () => number;
+  /**
+   * Factories for the parts the engine builds (store, chat sockets, receiver, the sender's REST
+   * calls), for tests that hold or wrap them (core/account/ports.ts). Production leaves it unset.
+   */
+  ports?: ClientPorts;
 }
 
 export interface SignalClientEvents {
@@ -74,6 +80,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
   /** Set when the account file belongs to another server than the configured one (see openStore). */
   private mismatch: EnvironmentMismatchError | null = null;
   protected readonly now: () => number;
+  private readonly ports: Ports;
 
   protected constructor(
     readonly options: SignalClientOptions,
@@ -83,6 +90,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
     this.environment = environment;
     this.logger = redactingLogger(options.logger ?? silentLogger);
     this.now = options.now ?? Date.now;
+    this.ports = withDefaults(options.ports);
   }
 
   get state(): ClientState {
@@ -112,14 +120,9 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
     };
   }
 
-  /** The open store (tests, benchmarks and the nodes' status route use it read-only). */
-  get storeForTesting(): SignalStore | null {
-    return this.store;
-  }
-
   protected openStore(): SignalStore {
     if (this.store) return this.store;
-    this.store = SignalStore.open(this.options.dataFile, {
+    this.store = this.ports.openStore(this.options.dataFile, {
       logger: this.logger,
       identityTrust: this.options.identityTrust ?? 'accept',
       onIdentityChange: (serviceId) => this.onIdentityChange(serviceId),
@@ -194,6 +197,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
       environment: this.environment,
       logger: this.logger,
       lock: this.lock,
+      ports: this.ports,
       now: this.now,
       clockInjected: Boolean(this.options.now),
       ...(this.options.connection ? { connection: this.options.connection } : {}),
@@ -235,15 +239,6 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
   async refreshPreKeys(): Promise<void> {
     this.requireStore();
     await this.requireSession().prekeys.check();
-  }
-
-  /** Drops the chat socket so it reconnects (fault injection for tests and benchmarks). */
-  dropConnectionForTesting(): void {
-    this.session?.chat.dropConnection();
-  }
-
-  get chatForTesting(): PersistentChat | null {
-    return this.session?.chat ?? null;
   }
 
   /** Resolves when every envelope received so far has been processed. */
@@ -322,13 +317,4 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
   }
 
   protected async beforeTeardown(): Promise<void> {}
-
-  // Read by tests that drive the receiver and sender directly (fault injection).
-  private get receiver() {
-    return this.session?.receiver ?? null;
-  }
-
-  private get sender() {
-    return this.session?.sender ?? null;
-  }
 }

@@ -13,17 +13,18 @@ import type { Logger } from '../log';
 import { deliveryReceipt } from '../messaging/content';
 import type { KeyedLock } from '../messaging/lock';
 import { PreKeyMaintenance, storePreKeyPorts, type PreKeyPorts } from '../messaging/prekeys';
-import { Receiver, type ReceiverStorePort } from '../messaging/receiver';
+import type { Receiver, ReceiverStorePort } from '../messaging/receiver';
 import { RetryReceipts } from '../messaging/retry-receipts';
 import { Sender, type SenderApi } from '../messaging/sender';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from '../net/connection';
 import {
   DEFAULT_BACKOFF,
-  PersistentChat,
   type BackoffOptions,
   type ChatState,
+  type PersistentChat,
 } from '../net/persistent';
 import type { SignalStore } from '../store';
+import type { Ports } from './ports';
 import type { IncomingEvent } from '../types';
 import type { signalservice } from '../../proto';
 
@@ -36,6 +37,8 @@ export interface AccountSessionOptions {
   logger: Logger;
   /** One lock per peer, shared by sending and receiving. */
   lock: KeyedLock;
+  /** Makes the sockets and the receiver, and wraps the sender's REST calls (core/account/ports.ts). */
+  ports: Ports;
   now: () => number;
   connection?: {
     keepalive?: KeepaliveOptions;
@@ -75,14 +78,14 @@ export class AccountSession {
         profileKeyOf: (sid) => store.contacts.findByServiceId(sid)?.profileKey ?? null,
         addSent: (entry) => store.sent.add(entry),
       },
-      api: this.senderApi(),
+      api: opts.ports.senderApi(this.senderApi()),
       self: { aci: account.aci, deviceId: account.deviceId, profileKey: account.profileKey },
       lock,
       logger,
       now,
     });
     this.retries = new RetryReceipts({ store, sender: this.sender, chat: () => this.chat, logger });
-    this.receiver = new Receiver({
+    this.receiver = opts.ports.receiver({
       store: receiverPort(store),
       self: { aci: account.aci, pni: account.pni, deviceId: account.deviceId },
       trustRoots: opts.environment.trustRoots.map((r) =>
@@ -113,7 +116,7 @@ export class AccountSession {
     // Also before the first connection succeeds: the process may start offline.
     this.pruneStore();
     const c = opts.connection;
-    this.chat = new PersistentChat({
+    this.chat = opts.ports.chat({
       env: opts.environment,
       auth: { username: `${account.aci}.${account.deviceId}`, password: account.password },
       handler: this.receiver.handleRequest,
@@ -139,7 +142,7 @@ export class AccountSession {
   private unauthenticated(): PersistentChat {
     if (!this.unauthChat) {
       const c = this.opts.connection;
-      this.unauthChat = new PersistentChat({
+      this.unauthChat = this.opts.ports.chat({
         env: this.opts.environment,
         logger: this.opts.logger,
         keepalive: c?.keepalive ?? DEFAULT_KEEPALIVE,

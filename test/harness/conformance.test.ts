@@ -18,6 +18,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from '../integration/helpers';
 import { compareSemver, parseFirstPartyUserAgent, type RuleName } from './conformance';
 
@@ -48,13 +49,13 @@ function open(
 }
 
 function credentials(client: SignalClient): { username: string; password: string } {
-  const a = client.storeForTesting?.account.get();
+  const a = inspect(client).store()?.account.get();
   assert.ok(a, 'a linked account');
   return { username: `${a.aci}.${a.deviceId}`, password: a.password };
 }
 
 function chatOf(client: SignalClient): ChatRequester {
-  const chat = client.chatForTesting;
+  const chat = inspect(client).chat();
   assert.ok(chat, 'a connected client');
   return chat;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { CdsiBackend } from '../../core/directory';
-import { linkClient, startSandbox, withTimeout, type Sandbox } from './helpers';
+import { linkClient, startSandbox, withTimeout, type Sandbox, inspect } from './helpers';
 import { until } from '../harness/wait';
 
 describe('integration: contacts sync and sending to a phone number', function () {
@@ -18,7 +18,7 @@ describe('integration: contacts sync and sending to a phone number', function ()
     const carol = await sandbox.createPrimary({ profileName: 'Carol' });
     const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob, carol] });
     const { client } = await linkClient(sandbox, alice);
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     const bobNumber = String(bob.device.number);
     const carolNumber = String(carol.device.number);
@@ -65,7 +65,7 @@ describe('integration: sending to a number right after linking', function () {
     const { client } = await linkClient(sandbox, alice);
     const bobNumber = String(bob.device.number);
     // No waiting here: the contacts sync was only requested when link() resolved.
-    assert.equal(client.storeForTesting?.contacts.findByNumber(bobNumber), undefined);
+    assert.equal(inspect(client).store()?.contacts.findByNumber(bobNumber), undefined);
     const sent = await withTimeout(client.send(bobNumber, { text: 'at once' }), 15_000, 'send');
     assert.equal(sent.serviceId, bob.device.aci);
     assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, 'at once');
@@ -132,7 +132,7 @@ describe('integration: lookup through contact discovery', function () {
       ],
     );
     // Registered answers go to the contacts table; the next lookup is served from the cache.
-    assert.equal(client.storeForTesting?.contacts.findByNumber(bobNumber)?.aci, bob.device.aci);
+    assert.equal(inspect(client).store()?.contacts.findByNumber(bobNumber)?.aci, bob.device.aci);
     const [cached] = await client.lookup([bobNumber]);
     assert.equal(cached?.source, 'cache');
     assert.equal(calls.length, 1);
@@ -165,7 +165,7 @@ describe('integration: contacts learned from messages', function () {
     const bob = await sandbox.createPrimary({ profileName: 'Bob' });
     const alice = await sandbox.createPrimary({ profileName: 'Alice' });
     const { client } = await linkClient(sandbox, alice);
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     const account = client.account;
     assert.ok(store && account);
     // Count the table's real writes, whoever makes them.

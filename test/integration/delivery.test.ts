@@ -3,8 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { DecryptionErrorMessage, ProtocolAddress, PublicKey } from '@signalapp/libsignal-client';
 import { getKeyCounts } from '../../core/api';
 import type { SignalClient } from '../../core/client';
-import type { Receiver } from '../../core/messaging/receiver';
-import type { SenderApi } from '../../core/messaging/sender';
 import type { IncomingEvent } from '../../core/types';
 import { Content, Envelope, Long } from '../../proto';
 import {
@@ -16,6 +14,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from './helpers';
 import { until } from '../harness/wait';
 import { introduce } from '../harness/mock-phone';
@@ -53,7 +52,8 @@ async function deliverRetryRequest(
     serverGuid: randomUUID(),
     content: Uint8Array.of(0xc0, ...padded),
   }).finish();
-  const receiver = (client as unknown as { receiver: Receiver }).receiver;
+  const receiver = inspect(client).receiver();
+  assert.ok(receiver, 'a connected client');
   assert.equal(
     await receiver.handleRequest({
       verb: 'PUT',
@@ -66,7 +66,8 @@ async function deliverRetryRequest(
 }
 
 async function ratchetMatches(client: SignalClient, to: string, key: PublicKey): Promise<boolean> {
-  const record = await client.storeForTesting
+  const record = await inspect(client)
+    .store()
     ?.protocol('aci')
     .sessions.getSession(ProtocolAddress.new(to, 1));
   if (!record?.hasCurrentState()) throw new Error(`no open session with ${to}.1`);
@@ -82,7 +83,8 @@ interface SentPut {
 
 /** Records the client's PUTs (who, when, sealed or not) from here on. */
 function recordPuts(client: SignalClient): SentPut[] {
-  const api = (client as unknown as { sender: { opts: { api: SenderApi } } }).sender.opts.api;
+  const api = inspect(client).senderApi();
+  assert.ok(api, 'a connected client');
   const puts: SentPut[] = [];
   const put = api.sendMessages.bind(api);
   api.sendMessages = (serviceId, body, accessKey) => {
@@ -128,7 +130,7 @@ describe('integration: delivery guarantees and session repair', function () {
         (bodies.length === 130 && drops.length === 1)
       ) {
         drops.push(bodies.length);
-        client.dropConnectionForTesting();
+        inspect(client).chat()?.dropConnection();
       }
     });
     for (let i = 0; i < 200; i++) await bob.sendText(device, `m${i}`);
@@ -142,7 +144,7 @@ describe('integration: delivery guarantees and session repair', function () {
       Array.from({ length: 200 }, (_, i) => `m${i}`),
       'in order',
     );
-    assert.ok((client.chatForTesting?.connections ?? 0) >= 3, 'reconnected after each drop');
+    assert.ok((inspect(client).chat()?.connections ?? 0) >= 3, 'reconnected after each drop');
   });
 
   it('closing in the middle of a stream loses nothing and doubles nothing across a restart', async () => {
@@ -192,7 +194,7 @@ describe('integration: delivery guarantees and session repair', function () {
     );
     const restarted = await openClient(sandbox, dataFile);
     const bodies = collectBodies(restarted);
-    const store = restarted.storeForTesting;
+    const store = inspect(restarted).store();
     assert.ok(store);
     const sync = store.sync.bind(store);
     const emittedAtSync: number[] = [];
@@ -203,7 +205,8 @@ describe('integration: delivery guarantees and session repair', function () {
     await restarted.connect();
     await until(() => bodies.length >= 60, 20_000, 'all 60');
     await Promise.all(sends);
-    const receiver = (restarted as unknown as { receiver: Receiver }).receiver;
+    const receiver = inspect(restarted).receiver();
+    assert.ok(receiver);
     assert.deepEqual(
       bodies,
       Array.from({ length: 60 }, (_, i) => `q${i}`),
@@ -217,7 +220,7 @@ describe('integration: delivery guarantees and session repair', function () {
   it('a failed sync ACKs nothing: the server delivers again and each message is emitted once', async () => {
     const device = await introduce(sandbox, client, bob);
     const bodies = collectBodies(client);
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     const sync = store.sync.bind(store);
     let calls = 0;
@@ -231,7 +234,7 @@ describe('integration: delivery guarantees and session repair', function () {
     await until(() => calls === 1, 10_000, 'the failed sync');
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(bodies, [], 'not emitted: its commit was never made durable');
-    client.dropConnectionForTesting();
+    inspect(client).chat()?.dropConnection();
     await withTimeout(sent, 10_000, 'redelivery');
     await until(() => bodies.length > 0, 10_000, 'the message');
     await new Promise((r) => setTimeout(r, 200));
@@ -244,7 +247,7 @@ describe('integration: delivery guarantees and session repair', function () {
     await bob.sendText(device, 'first');
     await until(() => bodies.includes('first'), 10_000, 'first');
     // Our side loses the session (a corrupted or restored store): Bob's next message cannot decrypt.
-    client.storeForTesting?.deleteSession(bob.device.aci, 1);
+    inspect(client).store()?.deleteSession(bob.device.aci, 1);
     await bob.sendText(device, 'undecryptable');
     const request = await withTimeout(bob.waitForDecryptionError(), 10_000, 'retry request at Bob');
     // It names the message that failed: sent by Bob's device 1, at its timestamp; and it came from us.
@@ -275,7 +278,7 @@ describe('integration: delivery guarantees and session repair', function () {
   });
 
   it('refills one-time prekeys after first messages from new contacts consumed them', async () => {
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     const before = store.countKeys('aci').preKeys;
     const contacts = await Promise.all(
@@ -292,7 +295,7 @@ describe('integration: delivery guarantees and session repair', function () {
       before - 3,
       'each first message consumed a one-time key',
     );
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
     // This client refills below 98 keys (linkClient below): 97 left on the server is under it.
     assert.equal((await getKeyCounts(chat, 'aci')).count, 97);
@@ -345,10 +348,10 @@ describe('integration: delivery guarantees and session repair', function () {
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const lines: string[] = [];
       const log = captureLogger(lines);
-      (client as unknown as { logger: typeof log }).logger.info = log.info;
+      client.logger.info = log.info;
       const puts = recordPuts(client);
       const gone = sent.timestamp - 60_000; // a message of ours the sent log does not hold
-      assert.equal(client.storeForTesting?.sent.find(bob.device.aci, gone), undefined);
+      assert.equal(inspect(client).store()?.sent.find(bob.device.aci, gone), undefined);
       const request = await retryRequestFor(client, bob.device.aci, gone);
       const ratchet = request.ratchetKey();
       assert.ok(ratchet);
@@ -399,7 +402,7 @@ describe('integration: delivery guarantees and session repair', function () {
       assert.ok(pni);
       const to = pni.startsWith('PNI:') ? pni : `PNI:${pni}`;
       // What contact discovery records: his ACI and PNI on one contact.
-      client.storeForTesting?.contacts.upsert({ aci: bob.device.aci, pni: to, source: 'cdsi' });
+      inspect(client).store()?.contacts.upsert({ aci: bob.device.aci, pni: to, source: 'cdsi' });
       const sent = await client.send(to, { text: 'to your number' });
       await withTimeout(bob.waitForMessage(), 10_000, 'original');
       const request = await retryRequestFor(client, to, sent.timestamp);

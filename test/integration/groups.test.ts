@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { ProtocolAddress } from '@signalapp/libsignal-client';
 import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
-import type { Receiver, ReceiverStorePort } from '../../core/messaging/receiver';
+import type { ReceiverStorePort } from '../../core/messaging/receiver';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkedWithBobPerTest, withTimeout, type PrimaryDevice } from './helpers';
+import { linkedWithBobPerTest, withTimeout, type PrimaryDevice, inspect } from './helpers';
 import type { MockDevice } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 
@@ -34,7 +34,7 @@ async function hasSenderKey(
   from: PrimaryDevice,
   distributionId: string,
 ): Promise<boolean> {
-  const store = client.storeForTesting;
+  const store = inspect(client).store();
   assert.ok(store);
   const record = await store
     .protocol('aci')
@@ -97,7 +97,8 @@ describe('integration: group messages with sender keys', function () {
     assert.equal(ev.sealed, true);
     assert.equal(ev.from.aci, world.bob.device.aci);
     assert.equal(ev.timestamp, timestamp);
-    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
+    const receiver = inspect(world.client).receiver();
+    assert.ok(receiver);
     assert.equal(receiver.drops.get('decrypt-failed') ?? 0, 0);
     assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });
@@ -148,7 +149,8 @@ describe('integration: group messages with sender keys', function () {
       members: [world.bob, world.alice],
     });
     const seen = messages(world.client);
-    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
+    const receiver = inspect(world.client).receiver();
+    assert.ok(receiver);
     const port = (receiver as unknown as { opts: { store: ReceiverStorePort } }).opts.store;
     const insert = port.insertReceived.bind(port);
     let calls = 0;
@@ -165,7 +167,7 @@ describe('integration: group messages with sender keys', function () {
       'rolled back with the log row (answered 500: the server keeps the envelope)',
     );
     // The next connection gets the envelope again (PROTOCOL.md §2).
-    world.client.dropConnectionForTesting();
+    inspect(world.client).chat()?.dropConnection();
     await until(
       () => hasSenderKey(world.client, world.bob, distributionId),
       10_000,

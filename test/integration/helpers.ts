@@ -9,7 +9,12 @@ import {
   signalEncrypt,
   type CiphertextMessage,
 } from '@signalapp/libsignal-client';
-import { SignalClient, type SignalClientOptions } from '../../core/client';
+import { SignalClient, type ClientPorts, type SignalClientOptions } from '../../core/client';
+import type { KeyedLock } from '../../core/messaging/lock';
+import { Receiver, type ReceiverOptions } from '../../core/messaging/receiver';
+import type { SenderApi } from '../../core/messaging/sender';
+import { PersistentChat } from '../../core/net/persistent';
+import { SignalStore } from '../../core/store';
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import type { Logger } from '../../core/log';
 import { introduce, type MockDevice } from '../harness/mock-phone';
@@ -39,12 +44,110 @@ export function tempDataFile(): string {
   return path.join(dir, 'account.db');
 }
 
+/** Where the current receiver sends from: replace one to fault or watch it from then on. */
+export interface ReceiverCalls {
+  sendRetryRequest: ReceiverOptions['sendRetryRequest'];
+  sendDeliveryReceipt: NonNullable<ReceiverOptions['sendDeliveryReceipt']>;
+}
+
+/**
+ * What a client built through its ports (core/account/ports.ts): each getter gives the current
+ * part (the last one made), or null before it was made. Tests read and patch these instead of the
+ * client's private fields.
+ */
+export interface ClientParts {
+  /** The account's store while it is open; null before it is opened and once it is closed. */
+  store(): SignalStore | null;
+  /** Every store the client opened, in order, closed or not (close() must close them all). */
+  readonly stores: SignalStore[];
+  /** The authenticated chat socket (its connections, dropConnection(), REST calls over it). */
+  chat(): PersistentChat | null;
+  receiver(): Receiver | null;
+  /** The per-peer lock the receiver shares with the sender. */
+  lock(): KeyedLock | null;
+  /** The receiver's outgoing calls (retry requests, delivery receipts), replaceable. */
+  receiverCalls(): ReceiverCalls | null;
+  /** The REST calls the sender makes: replace a method to spy on or fault them from then on. */
+  senderApi(): SenderApi | null;
+}
+
+const inspected = new WeakMap<SignalClient, ClientParts>();
+
+/** The parts of a client opened by openClient, linkClient or openInspected. */
+export function inspect(client: SignalClient): ClientParts {
+  const parts = inspected.get(client);
+  assert.ok(parts, 'a client opened through openClient, linkClient or openInspected');
+  return parts;
+}
+
+/** Ports that build the real parts and keep them for inspect(). */
+function capturingPorts(): { ports: ClientPorts; parts: ClientParts } {
+  const stores: SignalStore[] = [];
+  let chat: PersistentChat | null = null;
+  let receiver: { receiver: Receiver; lock: KeyedLock | null; calls: ReceiverCalls } | null = null;
+  let senderApi: SenderApi | null = null;
+  const ports: ClientPorts = {
+    openStore: (file, options) => {
+      const store = SignalStore.open(file, options);
+      stores.push(store);
+      return store;
+    },
+    chat: (options) => {
+      const made = new PersistentChat(options);
+      if (options.auth) chat = made;
+      return made;
+    },
+    receiver: (options) => {
+      const { sendRetryRequest, sendDeliveryReceipt } = options;
+      // A session always sends receipts; a receiver without them would have nothing to replace.
+      assert.ok(sendDeliveryReceipt, 'the session gives its receiver a receipt sender');
+      const calls: ReceiverCalls = { sendRetryRequest, sendDeliveryReceipt };
+      const made = new Receiver({
+        ...options,
+        sendRetryRequest: (to, device, plaintext) => calls.sendRetryRequest(to, device, plaintext),
+        sendDeliveryReceipt: (to, timestamps) => calls.sendDeliveryReceipt(to, timestamps),
+      });
+      receiver = { receiver: made, lock: options.lock ?? null, calls };
+      return made;
+    },
+    // A copy of its own that the sender calls through, for tests to replace methods on.
+    senderApi: (api) => (senderApi = { ...api }),
+  };
+  const parts: ClientParts = {
+    store: () => {
+      const last = stores.at(-1);
+      return last?.db.open ? last : null;
+    },
+    stores,
+    chat: () => chat,
+    receiver: () => receiver?.receiver ?? null,
+    lock: () => receiver?.lock ?? null,
+    receiverCalls: () => receiver?.calls ?? null,
+    senderApi: () => senderApi,
+  };
+  return { ports, parts };
+}
+
+/**
+ * SignalClient.open (or `open`, another opener such as the original of a wrapped one) with ports
+ * that keep the parts for inspect(client).
+ */
+export async function openInspected(
+  options: SignalClientOptions,
+  open: (options: SignalClientOptions) => Promise<SignalClient> = (o) => SignalClient.open(o),
+): Promise<SignalClient> {
+  const { ports, parts } = capturingPorts();
+  const client = await open({ ...options, ports });
+  inspected.set(client, parts);
+  return client;
+}
+
 export async function openClient(
   sandbox: Sandbox,
   dataFile: string,
   extra: Partial<SignalClientOptions> = {},
 ): Promise<SignalClient> {
-  const client = await SignalClient.open({
+  const client = await openInspected({
     dataFile,
     environment: sandbox.environment,
     deviceName: 'Node-RED test',
@@ -117,7 +220,7 @@ export async function ourNextCiphertext(
   client: SignalClient,
   to: string,
 ): Promise<CiphertextMessage> {
-  const store = client.storeForTesting;
+  const store = inspect(client).store();
   const account = client.account;
   assert.ok(store && account);
   const p = store.protocol('aci');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type http2 from 'node:http2';
-import { linkClient, startSandbox, type Sandbox } from './helpers';
+import { linkClient, startSandbox, type Sandbox, inspect } from './helpers';
 import { until } from '../harness/wait';
 
 /** What keeps the process alive, as a multiset; passing file-system requests do not count. */
@@ -47,12 +47,12 @@ describe('integration: SignalClient.close()', function () {
     assert.equal(client.state, 'connected');
     const states: string[] = [];
     client.on('state', (s) => states.push(s));
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
     assert.ok(beyond(baseline).length > 0, 'the connected client holds sockets and timers');
 
     // Drop the socket so a reconnect is scheduled, then close before it fires.
-    client.dropConnectionForTesting();
+    chat.dropConnection();
     await until(() => client.state === 'disconnected', 5000, 'the drop is noticed');
     const attempts = chat.attempts;
     const seen = websockets;
@@ -60,7 +60,11 @@ describe('integration: SignalClient.close()', function () {
     assert.equal(client.state, 'closed');
     assert.equal(states.at(-1), 'closed');
     assert.equal(chat.state, 'closed');
-    assert.equal(client.storeForTesting, null, 'the store is closed');
+    assert.equal(inspect(client).store(), null, 'the store is closed');
+    assert.ok(
+      inspect(client).stores.every((s) => !s.db.open),
+      'every store it opened is closed',
+    );
 
     // Past the longest backoff, with the server still up: nothing reconnected.
     await new Promise((r) => setTimeout(r, 3 * backoff.maxMs));

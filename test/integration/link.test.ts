@@ -14,6 +14,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from './helpers';
 
 /** Lets the mock phone scan the first link URL; the promise is the phone's view of the link. */
@@ -79,7 +80,7 @@ describe('integration: linking to a mock phone', function () {
     await withTimeout(queueEmpty, 10_000, 'queue/empty after reconnecting');
     assert.equal(again.state, 'connected');
     // One-time keys were uploaded for both identities at link time (§3 step 6).
-    const store = again.storeForTesting;
+    const store = inspect(again).store();
     assert.ok(store);
     assert.equal(store.countKeys('aci').preKeys, 100);
     assert.equal(store.countKeys('pni').kyberOneTime, 100);
@@ -187,7 +188,10 @@ describe('integration: linking to a mock phone', function () {
     );
     assert.ok(closing, 'close() ran during the link request');
     assert.equal(client.state, 'closed');
-    assert.equal(client.storeForTesting, null, 'no database handle left open on a closed client');
+    assert.ok(
+      inspect(client).stores.every((s) => !s.db.open),
+      'no database handle left open on a closed client',
+    );
     // The server linked the device (the phone lists it), so the account behind it was kept: a new
     // client has it. (The mock's provision.complete() waits for one-time keys a closed client
     // never uploads, so it is not awaited here.)
@@ -202,7 +206,7 @@ describe('integration: linking to a mock phone', function () {
     await client.close();
     // Corrupt the stored password, as if the device had been unlinked from the phone.
     const raw = await openClient(sandbox, dataFile);
-    raw.storeForTesting?.account.update({ password: 'not-the-password' });
+    inspect(raw).store()?.account.update({ password: 'not-the-password' });
     await raw.close();
     const client2 = await openClient(sandbox, dataFile, {
       connection: { backoff: { baseMs: 10, maxMs: 20 } },
@@ -219,14 +223,14 @@ describe('integration: linking to a mock phone', function () {
     assert.equal((err as { code?: string }).code, 'UNAUTHORIZED');
     assert.match((err as Error).message, /credentials/);
     assert.equal(client2.state, 'unlinked');
-    const connections = client2.chatForTesting?.connections ?? -1;
+    const connections = inspect(client2).chat()?.connections ?? -1;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(
       states.filter((s) => s === 'connecting').length,
       1,
       'connected once, then stopped',
     );
-    assert.equal(client2.chatForTesting?.connections, connections);
+    assert.equal(inspect(client2).chat()?.connections, connections);
   });
 
   it('an account Signal no longer accepts is set aside, and the same client links again', async () => {
@@ -235,7 +239,7 @@ describe('integration: linking to a mock phone', function () {
     const first = client.account;
     await client.close();
     const raw = await openClient(sandbox, dataFile);
-    raw.storeForTesting?.account.update({ password: 'not-the-password' });
+    inspect(raw).store()?.account.update({ password: 'not-the-password' });
     await raw.close();
     const client2 = await openClient(sandbox, dataFile, {
       connection: { backoff: { baseMs: 10, maxMs: 20 } },

@@ -8,7 +8,6 @@ import {
 } from '@signalapp/libsignal-client';
 import { getPreKeyBundles } from '../../core/api';
 import type { SignalClient } from '../../core/client';
-import type { SenderApi } from '../../core/messaging/sender';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
 import {
   captureLogger,
@@ -17,6 +16,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from './helpers';
 import { introduce, reinstallPhone } from '../harness/mock-phone';
 
@@ -37,7 +37,8 @@ function nextMessage(
 
 /** Counts the key fetches the client's sender makes (its network calls, by kind). */
 function spyOnSender(client: SignalClient): { bundleFetches: string[]; puts: string[] } {
-  const api = (client as unknown as { sender: { opts: { api: SenderApi } } }).sender.opts.api;
+  const api = inspect(client).senderApi();
+  assert.ok(api, 'a connected client');
   const seen = { bundleFetches: [] as string[], puts: [] as string[] };
   const get = api.getPreKeyBundles.bind(api);
   const put = api.sendMessages.bind(api);
@@ -84,7 +85,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     assert.equal(sync.syncMessage.content?.sent?.message?.body, 'hello bob');
     assert.equal(Number(sync.syncMessage.content?.sent?.timestamp), result.timestamp);
     assert.ok(
-      client.storeForTesting?.sent.find(bob.device.aci, result.timestamp),
+      inspect(client).store()?.sent.find(bob.device.aci, result.timestamp),
       'logged for retries',
     );
   });
@@ -135,13 +136,13 @@ describe('integration: 1:1 messages with mock phones', function () {
       'after adding a device',
     );
     // 410: our session with device 1 names a registration id the server no longer has.
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     const address = ProtocolAddress.new(bob.device.aci, 1);
     const good = await store.protocol('aci').sessions.getSession(address);
     assert.ok(good);
     // Replace the session by one built for a different registration id (as after a reinstall).
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
     const bundle = await getPreKeyBundles(chat, bob.device.aci, 1);
     const d = bundle.devices[0];
@@ -208,7 +209,7 @@ describe('integration: 1:1 messages with mock phones', function () {
     const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob on PNI');
     assert.equal(got.body, 'to your number');
     assert.equal(String(got.serviceIdKind), 'PNI');
-    assert.ok(client.storeForTesting?.sent.find(to, result.timestamp), 'logged under the PNI');
+    assert.ok(inspect(client).store()?.sent.find(to, result.timestamp), 'logged under the PNI');
   });
 
   it('block: Bob reinstalls and we send first: IDENTITY_CHANGED, one blocked identity-change event, approve, then he gets it', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { getKeyCounts } from '../../core/api';
 import type { IncomingEvent } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type Sandbox } from './helpers';
+import { linkClient, startSandbox, withTimeout, type Sandbox, inspect } from './helpers';
 import { until } from '../harness/wait';
 import { introduce } from '../harness/mock-phone';
 
@@ -23,7 +23,7 @@ describe('integration: prekey maintenance and store upkeep', function () {
       connection: { backoff: { baseMs: 50, maxMs: 200 } },
       prekeys: { threshold: 98 },
     });
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
     const bodies: string[] = [];
     client.on('event', (ev: IncomingEvent) => {
@@ -40,7 +40,7 @@ describe('integration: prekey maintenance and store upkeep', function () {
     assert.equal((await getKeyCounts(chat, 'aci')).count, 97, 'three keys handed out');
 
     // No refreshPreKeys(): the reconnect's check notices 97 < 98 and refills.
-    client.dropConnectionForTesting();
+    inspect(client).chat()?.dropConnection();
     await until(
       async () =>
         chat.state === 'connected' &&
@@ -64,14 +64,14 @@ describe('integration: prekey maintenance and store upkeep', function () {
       connection: { backoff: { baseMs: 50, maxMs: 200 } },
       now: () => Date.now() + offset,
     });
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     const sent = await client.send(bob.device.aci, { text: 'kept 14 days at most' });
     await withTimeout(bob.waitForMessage(), 10_000, 'bob');
     assert.ok(store.sent.find(bob.device.aci, sent.timestamp), 'logged for retry requests');
     offset = 15 * DAY;
     // The process never restarted: the check after this reconnect prunes it.
-    client.dropConnectionForTesting();
+    inspect(client).chat()?.dropConnection();
     await until(
       () => store.sent.find(bob.device.aci, sent.timestamp) === undefined,
       20_000,

@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict';
 import { ReceiptType, ServiceIdKind } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
-import type { Receiver } from '../../core/messaging/receiver';
-import { WireType, type SenderApi } from '../../core/messaging/sender';
+import { WireType } from '../../core/messaging/sender';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkedWithBobPerTest, withTimeout, type PrimaryDevice } from './helpers';
+import { linkedWithBobPerTest, withTimeout, type PrimaryDevice, inspect } from './helpers';
 import { introduce } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 
@@ -36,7 +35,8 @@ async function receiptsCovering(phone: PrimaryDevice, timestamps: number[]): Pro
 
 /** The wire types of each PUT the client's sender makes to `to`. */
 function putTypes(client: SignalClient, to: string): number[][] {
-  const api = (client as unknown as { sender: { opts: { api: SenderApi } } }).sender.opts.api;
+  const api = inspect(client).senderApi();
+  assert.ok(api, 'a connected client');
   const seen: number[][] = [];
   const put = api.sendMessages.bind(api);
   api.sendMessages = (sid, body, accessKey) => {
@@ -86,7 +86,8 @@ describe('integration: delivery receipts', function () {
   });
 
   it('no receipt for a receipt, for a redelivered duplicate, or for what our own phone syncs', async () => {
-    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
+    const receiver = inspect(world.client).receiver();
+    assert.ok(receiver);
     // Keep the envelope Bob's first message arrives in, to hand it in again later.
     const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
     const original = inner.processEnvelope.bind(receiver);
@@ -139,15 +140,14 @@ describe('integration: delivery receipts', function () {
   it('a receipt send that hangs holds nothing back, and close() leaves no receipt timer behind', async () => {
     const hung: string[] = [];
     // Every receipt send from now on never answers.
-    (
-      world.client as unknown as {
-        session: { sendDeliveryReceipt: (to: string) => Promise<void> };
-      }
-    ).session.sendDeliveryReceipt = (to) => {
+    const calls = inspect(world.client).receiverCalls();
+    assert.ok(calls);
+    calls.sendDeliveryReceipt = (to) => {
       hung.push(to);
       return new Promise<void>(() => undefined);
     };
-    const receiver = (world.client as unknown as { receiver: Receiver }).receiver;
+    const receiver = inspect(world.client).receiver();
+    assert.ok(receiver);
     const receipts = receiver.receipts;
     assert.ok(receipts);
     const seen = messages(world.client);

@@ -27,6 +27,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from './helpers';
 
 function nextMessage(client: SignalClient, from: string): Promise<MessageEvent> {
@@ -106,7 +107,7 @@ describe('integration: registering a number of its own', function () {
     assert.ok(device, 'the mock knows our primary device');
     assert.equal(device.number, number);
     // One-time prekeys for both identities are on the server.
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
     for (const kind of ['aci', 'pni'] as const) {
       const counts = await getKeyCounts(chat, kind);
@@ -128,7 +129,7 @@ describe('integration: registering a number of its own', function () {
     assert.equal(ev.body, 'hello back');
 
     // The captcha token, the codes and the password never reach the log.
-    const password = client.storeForTesting?.account.get()?.password;
+    const password = inspect(client).store()?.account.get()?.password;
     assert.ok(password);
     const log = lines.join('\n');
     for (const secret of ['P1_secret', '111111', '111 111', '222-222', password])

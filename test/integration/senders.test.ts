@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type { SignalClient } from '../../core/client';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkClient, startSandbox, type PrimaryDevice, type Sandbox } from './helpers';
+import { linkClient, startSandbox, type PrimaryDevice, type Sandbox, inspect } from './helpers';
 import { introduce } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 
@@ -31,7 +31,7 @@ describe('integration: the sender of a message, from the contacts', function () 
     carol = await sandbox.createPrimary({ profileName: 'Carol' });
     const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob] });
     ({ client } = await linkClient(sandbox, alice));
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     await until(
       () => Boolean(store.contacts.findByNumber(String(bob.device.number))),

@@ -25,7 +25,9 @@ import {
   type TestNode,
   freshDataDirPerTest,
   phonesPerSuite,
+  inspectNodeClients,
 } from './support';
+import { inspect } from '../integration/helpers';
 
 const nodes = [accountNode, outNode, inNode, lookupNode];
 const setFlows = (
@@ -57,6 +59,7 @@ function statusShown(
 describe('signal-account and its flow nodes: status, close, region, relinking', function () {
   this.timeout(90_000);
   const world = phonesPerSuite();
+  inspectNodeClients();
   const data = freshDataDirPerTest('sigflow-account-');
 
   const flowNodes = (account: string) => [
@@ -85,7 +88,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       });
     const before = statusesOf('in1').length;
     const client = await (helper.getNode('acct1') as AccountTestNode).client();
-    client.dropConnectionForTesting();
+    inspect(client).chat()?.dropConnection();
     for (const id of ['out1', 'in1', 'lookup1']) {
       assert.deepEqual(await statusShown(id, 'reconnecting', statusesOf(id).length - 1), {
         fill: 'yellow',
@@ -112,7 +115,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
       dataFile: path.join(data.dir, 'acct1.db'),
       environment: world.sandbox.environment,
     });
-    offline.storeForTesting?.account.update({ password: 'not-the-password' });
+    inspect(offline).store()?.account.update({ password: 'not-the-password' });
     await offline.close();
     await helper.load(nodes, [
       accountConfig(world.sandbox, 'acct1', 'Alice'),
@@ -231,7 +234,7 @@ describe('signal-account and its flow nodes: status, close, region, relinking', 
 
     // The removed nodes get no more status pushes from the account.
     const pushes = statusesOf('in1').length;
-    client.dropConnectionForTesting();
+    inspect(client).chat()?.dropConnection();
     await poll(
       () => Promise.resolve(client.state),
       (s) => s === 'connected',

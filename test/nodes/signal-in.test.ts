@@ -18,11 +18,14 @@ import {
   type AccountTestNode,
   type TestNode,
   phonesPerSuite,
+  inspectNodeClients,
 } from './support';
+import { inspect } from '../integration/helpers';
 
 describe('nodes: signal-in with group and synced-contact messages', function () {
   this.timeout(90_000);
   const world = phonesPerSuite();
+  inspectNodeClients();
   freshDataDirPerTest('sigflow-signal-in-');
 
   const flow = () => [
@@ -35,7 +38,7 @@ describe('nodes: signal-in with group and synced-contact messages', function () 
     await helper.load([accountNode, inNode], flow());
     await linkThroughAdminRoutes(world.sandbox, 'acct1', world.alice);
     const client = await (helper.getNode('acct1') as AccountTestNode).client();
-    const store = client.storeForTesting;
+    const store = inspect(client).store();
     assert.ok(store);
     await until(
       () => Boolean(store.contacts.findByNumber(String(world.bob.device.number))),
@@ -55,7 +58,7 @@ describe('nodes: signal-in with group and synced-contact messages', function () 
     const distributionId = await world.bob.sendSenderKey(device);
     const received = nextInput(inSink);
     // The mock sends the key without waiting for it: let it be stored before the message goes.
-    const senderKeys = client.storeForTesting?.protocol('aci').senderKeys;
+    const senderKeys = inspect(client).store()?.protocol('aci').senderKeys;
     assert.ok(senderKeys);
     const bobAddress = ProtocolAddress.new(world.bob.device.aci, world.bob.device.deviceId);
     await until(

@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { SignalClient } from '../../core/client';
+import { SignalClient } from '../../core/client';
 import type { NodeMessage, NodeStatus } from '../../nodes/lib/red';
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
+import { openInspected } from '../integration/helpers';
 
 /**
  * node-red-node-test-helper hands every node `RED._ = (key) => key`: no catalog, no substitution.
@@ -273,4 +274,19 @@ export function phonesPerSuite(): Phones {
     await world.sandbox?.close();
   });
   return world;
+}
+
+/**
+ * For the suite it is called in: every client a signal-account node opens gets the test ports, so
+ * that `inspect(await node.client())` (test/integration/helpers.ts) gives its store and sockets.
+ * The node has no API for this: SignalClient.open is wrapped for the suite instead.
+ */
+export function inspectNodeClients(): void {
+  const open = SignalClient.open.bind(SignalClient);
+  before(() => {
+    SignalClient.open = (options) => openInspected(options, open);
+  });
+  after(() => {
+    SignalClient.open = open;
+  });
 }

@@ -7,7 +7,13 @@
 import assert from 'node:assert/strict';
 import type { ReconnectInfo } from '../../core/net/persistent';
 import type { ClientState } from '../../core/types';
-import { linkClient, startSandbox, withTimeout, type Sandbox } from '../integration/helpers';
+import {
+  linkClient,
+  startSandbox,
+  withTimeout,
+  type Sandbox,
+  inspect,
+} from '../integration/helpers';
 import { prng } from './prng';
 
 /** What the mock server keeps per connected device: its WebSocket over the HTTP/2 stream. */
@@ -36,7 +42,7 @@ describe('reliability: random connection drops', function () {
     );
     assert.ok(device);
     await bob.addSingleUseKey(device, await device.popSingleUseKey());
-    const chat = client.chatForTesting;
+    const chat = inspect(client).chat();
     assert.ok(chat);
 
     // Signal's server stores what is PUT and answers 200; the recipient's own session drops a
@@ -107,7 +113,7 @@ describe('reliability: random connection drops', function () {
         const started = outagesStarted;
         const side = r() < 0.5 ? 'client' : 'server';
         if (side === 'client') {
-          client.dropConnectionForTesting();
+          inspect(client).chat()?.dropConnection();
         } else {
           const socket = server.webSockets.get(device);
           if (!socket) continue;

@@ -24,6 +24,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from '../integration/helpers';
 import { until } from '../harness/wait';
 
@@ -286,7 +287,8 @@ async function live(): Promise<Live> {
   const lines: string[] = [];
   const logger = captureLogger(lines);
   const { client } = await linkClient(sandbox, alice, { logger });
-  const receiver = (client as unknown as { receiver: Receiver }).receiver;
+  const receiver = inspect(client).receiver();
+  assert.ok(receiver);
   const seeds: Uint8Array[] = [];
   const inner = receiver as unknown as { processEnvelope: (b: Uint8Array) => Promise<number> };
   const original = inner.processEnvelope.bind(receiver);

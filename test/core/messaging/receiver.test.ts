@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { CiphertextMessageType, PlaintextContent } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../../core/client';
-import type { KeyedLock } from '../../../core/messaging/lock';
 import type { Receiver, ReceiverStorePort } from '../../../core/messaging/receiver';
 import type { IncomingEvent } from '../../../core/types';
 import { Content, Envelope, Long } from '../../../proto';
@@ -19,6 +18,7 @@ import {
   withTimeout,
   type PrimaryDevice,
   type Sandbox,
+  inspect,
 } from '../../integration/helpers';
 import { introduce, ourDevice } from '../../harness/mock-phone';
 
@@ -55,7 +55,9 @@ describe('messaging: receiver', function () {
     const alice = await sandbox.createPrimary({ profileName: 'Alice' });
     lines = [];
     ({ client } = await linkClient(sandbox, alice, { logger: captureLogger(lines) }));
-    receiver = (client as unknown as { receiver: Receiver }).receiver;
+    const made = inspect(client).receiver();
+    assert.ok(made);
+    receiver = made;
     events = [];
     client.on('event', (ev) => events.push(ev));
   });
@@ -188,14 +190,15 @@ describe('messaging: receiver', function () {
     inner.processEnvelope = original;
 
     // The retry request waits on the network until released; meanwhile it checks Bob's lock is free.
-    const lock = (client as unknown as { lock: KeyedLock }).lock;
+    const lock = inspect(client).lock();
+    assert.ok(lock);
+    const calls = inspect(client).receiverCalls();
+    assert.ok(calls);
     const order: string[] = [];
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
     let lockFree: boolean | undefined;
-    (
-      client as unknown as { session: { retries: { request: () => Promise<void> } } }
-    ).session.retries.request = async () => {
+    calls.sendRetryRequest = async () => {
       order.push('retry request');
       lockFree = await Promise.race([
         lock.run(bob.device.aci, () => Promise.resolve(true)),
