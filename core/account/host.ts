@@ -20,15 +20,14 @@ import {
 } from '../errors';
 import { redactingLogger, silentLogger, type Logger } from '../log';
 import { KeyedLock } from '../messaging/lock';
-import type { KeepaliveOptions } from '../net/connection';
-import type { BackoffOptions, ChatState } from '../net/persistent';
+import type { ChatState } from '../net/persistent';
 import type { LinkState } from '../provisioning/linker';
 import type { SignalStore } from '../store';
 import type { AccountInfo, ClientState, IdentityTrust, IncomingEvent } from '../types';
 import { environmentMismatch } from './environment';
 import { saveNewAccount, type NewAccountKeys, type NewAccountRecord } from './new-account';
 import { withDefaults, type ClientPorts, type Ports } from './ports';
-import { AccountSession } from './session';
+import { AccountSession, type ConnectionOptions } from './session';
 import { setAsideAccountFile } from './set-aside';
 
 export interface SignalClientOptions {
@@ -41,12 +40,7 @@ export interface SignalClientOptions {
   defaultRegion?: string;
   logger?: Logger;
   /** Timing overrides for tests and fault injection. */
-  connection?: {
-    keepalive?: KeepaliveOptions;
-    backoff?: BackoffOptions;
-    requestTimeoutMs?: number;
-    connectTimeoutMs?: number;
-  };
+  connection?: ConnectionOptions;
   /** Prekey maintenance overrides (tests). */
   prekeys?: { threshold?: number; batchSize?: number };
   /** Contact discovery override (tests): `null` = contacts only. Default: libsignal's Net. */

@@ -31,6 +31,14 @@ import type { signalservice } from '../../proto';
 /** One-time prekeys uploaded per identity right after linking or registering. */
 const ONE_TIME_KEYS = 100;
 
+/** Timing of the account's chat sockets (tests and fault injection override the defaults). */
+export interface ConnectionOptions {
+  keepalive?: KeepaliveOptions;
+  backoff?: BackoffOptions;
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
 export interface AccountSessionOptions {
   store: SignalStore;
   environment: Environment;
@@ -40,12 +48,7 @@ export interface AccountSessionOptions {
   /** Makes the sockets and the receiver, and wraps the sender's REST calls (core/account/ports.ts). */
   ports: Ports;
   now: () => number;
-  connection?: {
-    keepalive?: KeepaliveOptions;
-    backoff?: BackoffOptions;
-    requestTimeoutMs?: number;
-    connectTimeoutMs?: number;
-  };
+  connection?: ConnectionOptions;
   prekeys?: { threshold?: number; batchSize?: number };
   /** When the caller injected a clock, maintenance uses it too. */
   clockInjected?: boolean;
