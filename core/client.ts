@@ -18,7 +18,14 @@ import { classifyRecipient } from './directory/recipient';
 import { ClosedError, InvalidInputError, ProtocolError, SignalError } from './errors';
 import { syncRequest } from './messaging/content';
 import { Challenges, type PendingChallenge } from './messaging/challenges';
-import { outgoingText } from './messaging/outgoing';
+import {
+  checkOutgoing,
+  checkReaction,
+  checkTimestamp,
+  checkTimestamps,
+  type CheckedMessage,
+} from './messaging/outgoing';
+import { RichMessages } from './messaging/rich';
 import { linkWithPhone } from './provisioning/complete-link';
 import { accountRegistrar } from './registration/create-account';
 import { RegistrationError } from './registration/errors';
@@ -29,7 +36,13 @@ import {
 } from './registration/registrar';
 import type { PendingIdentity } from './store';
 import { SyncMessage } from '../proto';
-import type { AccountInfo, LookupResult, OutgoingMessage, SendResult } from './types';
+import type {
+  AccountInfo,
+  LookupResult,
+  OutgoingMessage,
+  OutgoingReaction,
+  SendResult,
+} from './types';
 
 export type { SignalClientEvents, SignalClientOptions } from './account/host';
 export type { ClientPorts } from './account/ports';
@@ -181,20 +194,98 @@ export class SignalClient extends AccountHost {
 
   // ---------------------------------------------------------------- messaging
 
-  /** Sends a message to an ACI, a `PNI:` service id, or a phone number. */
+  /**
+   * Sends a message to an ACI, a `PNI:` service id, or a phone number: text with an optional quote,
+   * mentions and styles (UTF-16 offsets in `text`), carrying the chat's disappearing-messages timer;
+   * `expiresInSeconds` changes that timer first (its own timer-update message, as Signal's apps do).
+   * Everything is checked before anything is sent (InvalidInputError naming the field).
+   */
   async send(to: string, message: OutgoingMessage): Promise<SendResult> {
     this.assertOpen();
-    const text = outgoingText(message);
+    const checked = checkOutgoing(message);
+    return this.toRecipient(to, (rich, serviceId) => rich.send(serviceId, checked));
+  }
+
+  /** Reacts to a message (`remove: true` takes the reaction back): DataMessage.reaction. */
+  async react(to: string, reaction: OutgoingReaction): Promise<SendResult> {
+    this.assertOpen();
+    const checked = checkReaction(reaction);
+    return this.toRecipient(to, (rich, serviceId) => rich.react(serviceId, checked));
+  }
+
+  /**
+   * Read receipts for messages `from` sent (their sent timestamps), and the read sync to our own
+   * devices (SyncMessage.read) so the phone marks them read too.
+   */
+  async markRead(from: string, timestamps: number[]): Promise<SendResult> {
+    this.assertOpen();
+    const checked = checkTimestamps(timestamps, 'timestamps');
+    return this.toRecipient(from, (rich, serviceId) => rich.markRead('read', serviceId, checked));
+  }
+
+  /** Viewed receipts (voice notes, videos, stories) and the viewed sync (SyncMessage.viewed). */
+  async markViewed(from: string, timestamps: number[]): Promise<SendResult> {
+    this.assertOpen();
+    const checked = checkTimestamps(timestamps, 'timestamps');
+    return this.toRecipient(from, (rich, serviceId) => rich.markRead('viewed', serviceId, checked));
+  }
+
+  /** A typing indicator (started or stopped), delivered only to devices online now. */
+  async typing(to: string, started: boolean): Promise<SendResult> {
+    this.assertOpen();
+    if (typeof started !== 'boolean') throw new InvalidInputError('started must be true or false');
+    return this.toRecipient(to, (rich, serviceId) => rich.typing(serviceId, started));
+  }
+
+  /**
+   * Edits a message this account sent to `to` (its sent timestamp; the sent log keeps 14 days):
+   * within 24 hours of the original and at most 10 times, as Signal's apps allow.
+   */
+  async edit(to: string, targetTimestamp: number, message: OutgoingMessage): Promise<SendResult> {
+    this.assertOpen();
+    const target = checkTimestamp(targetTimestamp, 'targetTimestamp');
+    const checked: CheckedMessage = checkOutgoing(message);
+    return this.toRecipient(to, (rich, serviceId) => rich.edit(serviceId, target, checked));
+  }
+
+  /** Deletes a message this account sent to `to` for everyone (within 24 hours of sending it). */
+  async deleteForEveryone(to: string, targetTimestamp: number): Promise<SendResult> {
+    this.assertOpen();
+    const target = checkTimestamp(targetTimestamp, 'targetTimestamp');
+    return this.toRecipient(to, (rich, serviceId) => rich.deleteForEveryone(serviceId, target));
+  }
+
+  /** Resolves `to` and runs one send to it, noting a failure for the directory and challenges. */
+  private async toRecipient(
+    to: string,
+    send: (rich: RichMessages, serviceId: string) => Promise<SendResult>,
+  ): Promise<SendResult> {
     if (typeof to !== 'string' || to.trim() === '')
       throw new InvalidInputError('No recipient given');
-    this.requireStore();
+    const store = this.requireStore();
     const { sender } = this.requireSession();
     const directory = this.directory();
     const recipient = directory.recipientForm(to);
     const serviceId = await directory.resolve(recipient);
+    const account = store.requireAccount();
+    const rich = new RichMessages({
+      sender,
+      self: { aci: account.aci, profileKey: account.profileKey ?? null },
+      now: this.now,
+      store: {
+        timerOf: (sid) => store.conversations.timerOf(sid),
+        nextTimer: (sid, seconds) => store.conversations.nextTimer(sid, seconds),
+        saveTimer: (sid, timer) => store.conversations.saveTimer(sid, timer),
+        findSent: (sid, ts) => store.sent.find(sid, ts),
+        changesOf: (sid, ts) => store.sent.changesOf(sid, ts),
+        noteEdit: (sid, ts) => store.sent.noteEdit(sid, ts),
+        noteDelete: (sid, ts) => store.sent.noteDelete(sid, ts),
+      },
+    });
     try {
-      return await sender.sendText(serviceId, text);
+      return await send(rich, serviceId);
     } catch (e) {
+      if (e instanceof InvalidInputError) throw e;
       directory.noteFailure(recipient, serviceId, e);
       this.challenges.noteFailure(e);
       throw e;

@@ -28,14 +28,31 @@ export type ClientState =
   | 'expired'
   | 'closed';
 
+/** Text styles Signal renders (BodyRange.Style: BOLD 1, ITALIC 2, SPOILER 3, STRIKETHROUGH 4, MONOSPACE 5). */
+export type TextStyle = 'bold' | 'italic' | 'strikethrough' | 'monospace' | 'spoiler';
+
 /**
- * What SignalClient.send() sends: one outgoing message, growing by fields as the engine learns to
- * send more (DESIGN.md "Next wave": attachments, quote, mentions, styles, expiresInSeconds each
- * arrive with their feature, as real fields). Today: the text of a data message.
+ * What SignalClient.send() (and edit()) sends: one outgoing message (DESIGN.md "Next wave"). Offsets
+ * and lengths count UTF-16 code units, as Signal does (JS string indices), in `text` as given.
  */
 export interface OutgoingMessage {
   /** The message body; non-empty. Signal's apps show at most 2,000 bytes inline. */
   text: string;
+  /** A reply: the quoted message's sent timestamp and its author's ACI (and, optionally, its text). */
+  quote?: { timestamp: number; author: string; text?: string };
+  /**
+   * Mentions: each range of `text` (e.g. "@Bob") is replaced in the sent body by one U+FFFC, the
+   * placeholder Signal's apps put there, and the body range (start, length 1) names the ACI. Ranges
+   * must not overlap one another.
+   */
+  mentions?: Array<{ aci: string; start: number; length: number }>;
+  /** Styled ranges of `text`; a style range may span a mention but not cut through one. */
+  styles?: Array<{ style: TextStyle; start: number; length: number }>;
+  /**
+   * Sets the chat's disappearing-messages timer (seconds; 0 turns it off) before this message, as
+   * its own timer-update message when it changes; every send carries the chat's current timer.
+   */
+  expiresInSeconds?: number;
 }
 
 export interface SendResult {
@@ -43,6 +60,20 @@ export interface SendResult {
   serviceId: string;
   devices: number[];
   sealed: boolean;
+  /** The chat's disappearing-messages timer the message carried (data messages only; 0 = off). */
+  expiresInSeconds?: number;
+}
+
+/** What SignalClient.react() sends: a reaction to (or, with `remove`, its removal from) a message. */
+export interface OutgoingReaction {
+  /** One emoji (a single grapheme: "👍", "❤️", "👍🏽", "🏳️‍🌈"). */
+  emoji: string;
+  /** The ACI of the reacted-to message's author (ours for our own messages). */
+  targetAuthor: string;
+  /** The reacted-to message's sent timestamp. */
+  targetTimestamp: number;
+  /** True removes the reaction `emoji` sent earlier. */
+  remove?: boolean;
 }
 
 export type LookupSource = 'cdsi' | 'contacts' | 'cache';

@@ -84,6 +84,22 @@ export interface SenderOptions {
   now?: () => number;
 }
 
+/** How one Content goes out. */
+export interface SendOptions {
+  /** PUT /v1/messages `urgent`: false for what needs no push (receipts, typing, syncs). */
+  urgent: boolean;
+  /** false: authenticated even when the recipient's profile key is known. */
+  sealed?: boolean;
+  onlyDevice?: number;
+  /**
+   * PUT /v1/messages `online`: the server delivers it only to devices connected now and never
+   * queues it (Signal's apps send typing indicators so).
+   */
+  online?: boolean;
+  /** false: not kept in the sent log (ephemeral content a retry request would not bring back). */
+  log?: boolean;
+}
+
 /** Refresh the sender certificate when less than this is left of its validity. */
 const CERTIFICATE_MARGIN_MS = 60 * 60 * 1000;
 
@@ -115,10 +131,27 @@ export class Sender {
       timestamp,
       ...(this.opts.self.profileKey ? { profileKey: this.opts.self.profileKey } : {}),
     });
-    const result = await this.sendContent(serviceId, { dataMessage: message }, timestamp, {
+    return this.sendWithTranscript(serviceId, { dataMessage: message }, timestamp, {
       urgent: true,
     });
-    // The phone and other linked devices show what we sent: a transcript to our own account.
+  }
+
+  /**
+   * Sends a data message (or an edit) to `serviceId`, then its transcript to our own account, so
+   * the phone and other linked devices show what we sent (SyncMessage.sent; for an edit,
+   * Sent.editMessage, as Signal-Desktop's sendSyncMessage does). A failed transcript is logged: the
+   * message itself went out.
+   */
+  async sendWithTranscript(
+    serviceId: string,
+    content:
+      { dataMessage: signalservice.IDataMessage } | { editMessage: signalservice.IEditMessage },
+    timestamp: number,
+    options: { urgent: boolean },
+  ): Promise<SendResult> {
+    const result = await this.sendContent(serviceId, content, timestamp, {
+      urgent: options.urgent,
+    });
     if (serviceId !== this.opts.self.aci) {
       try {
         await this.sendContent(
@@ -126,7 +159,7 @@ export class Sender {
           sentTranscript({
             destinationServiceId: serviceId,
             timestamp,
-            message,
+            message: 'editMessage' in content ? content : content.dataMessage,
             unidentified: result.sealed,
           }),
           timestamp,
@@ -148,7 +181,7 @@ export class Sender {
     serviceId: string,
     content: signalservice.IContent,
     timestamp: number,
-    options: { urgent: boolean; sealed?: boolean; onlyDevice?: number },
+    options: SendOptions,
   ): Promise<SendResult> {
     return this.sendPlaintext(serviceId, padMessage(serializeContent(content)), timestamp, options);
   }
@@ -158,7 +191,7 @@ export class Sender {
     serviceId: string,
     plaintext: Uint8Array,
     timestamp: number,
-    options: { urgent: boolean; sealed?: boolean; onlyDevice?: number },
+    options: SendOptions,
   ): Promise<SendResult> {
     // Signal takes no sealed sender to a PNI (no access key is checked there): those go
     // authenticated, whatever the contact's profile key.
@@ -190,9 +223,15 @@ export class Sender {
           // Nobody to send to (e.g. a sync transcript when we are the only device).
           return { timestamp, serviceId, devices: [], sealed: false };
         }
-        const body = { messages, timestamp, online: false, urgent: options.urgent };
+        const body = {
+          messages,
+          timestamp,
+          online: options.online ?? false,
+          urgent: options.urgent,
+        };
         await this.putWithResend(serviceId, body, accessKey);
-        this.opts.store.addSent({ timestamp, recipient: serviceId, devices, content: plaintext });
+        if (options.log !== false)
+          this.opts.store.addSent({ timestamp, recipient: serviceId, devices, content: plaintext });
         return { timestamp, serviceId, devices, sealed: accessKey !== undefined };
       } catch (e) {
         if (e instanceof UnidentifiedAccessRejected && accessKey) {

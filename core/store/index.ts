@@ -24,7 +24,14 @@ import {
   type LocalIdentity,
   type ProtocolBackend,
 } from './protocol';
-import { AccountTable, ContactsTable, ReceivedLog, SentLog, type AccountRecord } from './records';
+import {
+  AccountTable,
+  ContactsTable,
+  ConversationsTable,
+  ReceivedLog,
+  SentLog,
+  type AccountRecord,
+} from './records';
 
 export * from './records';
 export type { IdentityKind, TrustState } from './protocol';
@@ -77,6 +84,7 @@ export class SignalStore {
   readonly contacts: ContactsTable;
   readonly received: ReceivedLog;
   readonly sent: SentLog;
+  readonly conversations: ConversationsTable;
   identityTrust: IdentityTrust;
   onIdentityChange: ((serviceId: string) => void) | undefined;
   private readonly backend: DbBackend;
@@ -98,6 +106,7 @@ export class SignalStore {
     this.contacts = new ContactsTable(this.db, this.now);
     this.received = new ReceivedLog(this.db, this.now);
     this.sent = new SentLog(this.db, this.now);
+    this.conversations = new ConversationsTable(this.db, this.now);
     this.s = {
       savePreKey: this.db.prepare(
         'INSERT OR REPLACE INTO prekeys (our_kind, key_id, record, created_at) VALUES (?, ?, ?, ?)',

@@ -160,4 +160,26 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       INSERT INTO sync_mark VALUES (1, 0);
     `);
   },
+  // v6: per-chat disappearing-messages timer and its version (every send carries them; a timer change
+  // bumps the version, Signal's rule against older changes winning), and what became of our own sent
+  // messages since (edits, a delete for everyone): Signal's apps allow at most so many edits.
+  (db) => {
+    db.exec(`
+      CREATE TABLE conversations (
+        service_id TEXT PRIMARY KEY,
+        expire_timer INTEGER NOT NULL DEFAULT 0,
+        expire_timer_version INTEGER NOT NULL DEFAULT 1,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE sent_changes (
+        recipient TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        edits INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (recipient, sent_at)
+      );
+      CREATE INDEX sent_changes_created ON sent_changes (created_at);
+    `);
+  },
 ];

@@ -378,7 +378,36 @@ export class SentLog {
         'SELECT sent_at, recipient, devices, content FROM sent_log WHERE recipient = ? AND sent_at = ? ORDER BY id DESC LIMIT 1',
       ),
       prune: db.prepare('DELETE FROM sent_log WHERE created_at < ?'),
+      changes: db.prepare(
+        'SELECT edits, deleted FROM sent_changes WHERE recipient = ? AND sent_at = ?',
+      ),
+      noteEdit: db.prepare(
+        `INSERT INTO sent_changes (recipient, sent_at, edits, created_at) VALUES (?, ?, 1, ?)
+           ON CONFLICT (recipient, sent_at) DO UPDATE SET edits = edits + 1`,
+      ),
+      noteDelete: db.prepare(
+        `INSERT INTO sent_changes (recipient, sent_at, deleted, created_at) VALUES (?, ?, 1, ?)
+           ON CONFLICT (recipient, sent_at) DO UPDATE SET deleted = 1`,
+      ),
+      pruneChanges: db.prepare('DELETE FROM sent_changes WHERE created_at < ?'),
     };
+  }
+
+  /** How often our message to `recipient` sent at `timestamp` was edited, and whether it was deleted. */
+  changesOf(recipient: string, timestamp: number): { edits: number; deleted: boolean } {
+    const r = this.s.changes.get(recipient, timestamp) as
+      { edits: number; deleted: number } | undefined;
+    return { edits: r?.edits ?? 0, deleted: Boolean(r?.deleted) };
+  }
+
+  /** One more edit sent of our message to `recipient` sent at `timestamp` (the original's timestamp). */
+  noteEdit(recipient: string, timestamp: number): void {
+    this.s.noteEdit.run(recipient, timestamp, this.now());
+  }
+
+  /** Our message to `recipient` sent at `timestamp` was deleted for everyone. */
+  noteDelete(recipient: string, timestamp: number): void {
+    this.s.noteDelete.run(recipient, timestamp, this.now());
   }
 
   add(entry: SentEntry): void {
@@ -406,6 +435,77 @@ export class SentLog {
 
   /** Deletes entries older than the retention (Signal keeps about 14 days, §5). Returns how many. */
   prune(olderThanMs = SENT_LOG_RETENTION_MS): number {
+    this.s.pruneChanges.run(this.now() - olderThanMs);
     return this.s.prune.run(this.now() - olderThanMs).changes;
+  }
+}
+
+/** A chat's disappearing-messages timer: seconds (0 = off) and the version of that setting. */
+export interface ConversationTimer {
+  seconds: number;
+  version: number;
+}
+
+/**
+ * Per-chat state the send path needs: the disappearing-messages timer and its version. A chat never
+ * seen is off at version 1, Signal's starting version (every send carries expireTimerVersion).
+ */
+export class ConversationsTable {
+  private readonly s;
+
+  constructor(
+    db: Db,
+    private readonly now: () => number,
+  ) {
+    this.s = {
+      get: db.prepare(
+        'SELECT expire_timer, expire_timer_version FROM conversations WHERE service_id = ?',
+      ),
+      set: db.prepare(
+        `INSERT INTO conversations (service_id, expire_timer, expire_timer_version, updated_at)
+           VALUES (?, ?, ?, ?)
+           ON CONFLICT (service_id) DO UPDATE SET expire_timer = excluded.expire_timer,
+             expire_timer_version = excluded.expire_timer_version, updated_at = excluded.updated_at`,
+      ),
+    };
+  }
+
+  timerOf(serviceId: string): ConversationTimer {
+    const r = this.s.get.get(serviceId) as
+      { expire_timer: number; expire_timer_version: number } | undefined;
+    return r
+      ? { seconds: r.expire_timer, version: r.expire_timer_version }
+      : { seconds: 0, version: 1 };
+  }
+
+  /**
+   * A timer change this account sends: the next version (stored + 1), saved once the change went out.
+   * Returns the timer to send.
+   */
+  nextTimer(serviceId: string, seconds: number): ConversationTimer {
+    return { seconds, version: this.timerOf(serviceId).version + 1 };
+  }
+
+  /** Saves a timer this account sent (from nextTimer). */
+  saveTimer(serviceId: string, timer: ConversationTimer): void {
+    this.s.set.run(serviceId, timer.seconds, timer.version, this.now());
+  }
+
+  /**
+   * A timer the chat's peer (or our own other device) set, for the receive side: applied when its
+   * version is at least the stored one (an older change never overrides a newer one); a version of 0
+   * (a client too old to send one) changes the seconds and keeps the stored version. True if applied.
+   */
+  noteTimer(serviceId: string, seconds: number, version: number): boolean {
+    if (!Number.isSafeInteger(seconds) || seconds < 0) return false;
+    if (!Number.isSafeInteger(version) || version < 0) return false;
+    const current = this.timerOf(serviceId);
+    if (version === 0) {
+      this.s.set.run(serviceId, seconds, current.version, this.now());
+      return true;
+    }
+    if (version < current.version) return false;
+    this.s.set.run(serviceId, seconds, version, this.now());
+    return true;
   }
 }

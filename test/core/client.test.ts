@@ -161,7 +161,11 @@ describe('SignalClient.send: the outgoing-message model', () => {
         { text: 'hi', attachments: [] },
         /field "attachments" is not one this engine can send/,
       );
-      await refused({ text: 'hi', quote: { timestamp: 1 } }, /field "quote"/);
+      await refused({ text: 'hi', quote: { timestamp: 1 } }, /quote\.author must be an ACI/);
+      await refused(
+        { text: 'hi', styles: [{ style: 'underline', start: 0, length: 1 }] },
+        /styles\[0\]\.style/,
+      );
       // A valid message gets as far as the account: this client has none linked.
       await assert.rejects(client.send('+15551234567', { text: 'hi' }), { code: 'NOT_LINKED' });
     } finally {

@@ -356,7 +356,12 @@ describe('integration: delivery guarantees and session repair', function () {
       const ratchet = request.ratchetKey();
       assert.ok(ratchet);
       await deliverRetryRequest(client, bob.device.aci, request);
-      await until(() => puts.length > 0, 10_000, 'the answer to the retry request');
+      // The log line follows the PUT's answer; the PUT itself is recorded when it starts.
+      await until(
+        () => puts.length > 0 && lines.some((l) => l.includes('sent a null message')),
+        10_000,
+        'the answer to the retry request',
+      );
       const [answer] = puts;
       assert.ok(answer);
       assert.equal(answer.serviceId, bob.device.aci);

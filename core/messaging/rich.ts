@@ -1,0 +1,289 @@
+/**
+ * The 1:1 send kinds beyond plain text (DESIGN.md "Next wave"): rich messages (quote, mentions,
+ * styles), the chat's disappearing-messages timer, reactions, read/viewed receipts with their sync,
+ * typing, edits and deletes for everyone of our own messages. Each goes through Sender, so it is
+ * sealed when the profile key is known, recovers from 409/410, lands in the sent log, and (data
+ * messages and edits) has its transcript sent to our own devices.
+ *
+ * Limits, as Signal-Desktop enforces them when sending:
+ * - edit: our own outgoing message with a body, sent less than 24 hours ago, at most 10 edits
+ *   (ts/util/canEditMessage: `isMoreRecentThan(sent_at, DAY)`, MESSAGE_MAX_EDIT_COUNT = 10); the
+ *   EditMessage always names the original's sent timestamp, also for an edit of an edit.
+ * - delete for everyone: our own message, sent less than 24 hours ago (ts/state/selectors/message
+ *   canDeleteForEveryone: `isMoreRecentThan(sent_at, DAY)`; receivers drop it past 48 hours,
+ *   ts/util/isTooOldToModifyMessage).
+ */
+import { InvalidInputError } from '../errors';
+import type { SendResult } from '../types';
+import type { signalservice } from '../../proto';
+import { toNumber } from '../../proto';
+import { unpadMessage } from '../crypto/padding';
+import {
+  deleteDataMessage,
+  editContent,
+  parseContent,
+  reactionDataMessage,
+  readReceipt,
+  readSync,
+  richDataMessage,
+  timerUpdateDataMessage,
+  typingContent,
+  type ExpireTimer,
+} from './content';
+import type { CheckedMessage } from './outgoing';
+import type { Sender } from './sender';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Signal-Desktop ts/util/canEditMessage.ts: MESSAGE_MAX_EDIT_COUNT. */
+export const MAX_EDITS = 10;
+/** Signal-Desktop ts/util/canEditMessage.ts: an edit only within a DAY of the original's sent_at. */
+export const EDIT_WINDOW_MS = DAY_MS;
+/** Signal-Desktop canDeleteForEveryone: within a DAY of the message's sent_at. */
+export const DELETE_WINDOW_MS = DAY_MS;
+
+export interface RichStorePort {
+  timerOf(serviceId: string): ExpireTimer;
+  nextTimer(serviceId: string, seconds: number): ExpireTimer;
+  saveTimer(serviceId: string, timer: ExpireTimer): void;
+  findSent(recipient: string, timestamp: number): { content: Uint8Array } | undefined;
+  changesOf(recipient: string, timestamp: number): { edits: number; deleted: boolean };
+  noteEdit(recipient: string, timestamp: number): void;
+  noteDelete(recipient: string, timestamp: number): void;
+}
+
+export interface RichMessagesOptions {
+  sender: Sender;
+  store: RichStorePort;
+  self: { aci: string; profileKey: Uint8Array | null };
+  now?: () => number;
+}
+
+/** What a sent-log entry of ours was, for edits and deletes. */
+interface SentMessage {
+  /** The original message's sent timestamp (an edit's entry points at its original). */
+  original: number;
+}
+
+export class RichMessages {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: RichMessagesOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  private get profileKey(): Uint8Array | undefined {
+    return this.opts.self.profileKey ?? undefined;
+  }
+
+  /**
+   * A message with its quote and body ranges, carrying the chat's timer. When `expiresInSeconds`
+   * changes the timer, the change goes first as its own EXPIRATION_TIMER_UPDATE message (as
+   * Signal's apps send a timer change), with the next version; the text then carries the new timer.
+   */
+  async send(serviceId: string, message: CheckedMessage): Promise<SendResult> {
+    const timer = await this.timerFor(serviceId, message.expiresInSeconds);
+    const timestamp = this.opts.sender.nextTimestamp();
+    const dataMessage = richDataMessage({
+      body: message.body,
+      timestamp,
+      timer,
+      bodyRanges: message.bodyRanges,
+      ...(message.quote ? { quote: message.quote } : {}),
+      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
+    });
+    const result = await this.opts.sender.sendWithTranscript(
+      serviceId,
+      { dataMessage },
+      timestamp,
+      {
+        urgent: true,
+      },
+    );
+    return { ...result, expiresInSeconds: timer.seconds };
+  }
+
+  /** The timer to send with; a change is sent (and then stored) first. */
+  private async timerFor(serviceId: string, seconds: number | undefined): Promise<ExpireTimer> {
+    const current = this.opts.store.timerOf(serviceId);
+    if (seconds === undefined || seconds === current.seconds) return current;
+    const next = this.opts.store.nextTimer(serviceId, seconds);
+    const timestamp = this.opts.sender.nextTimestamp();
+    const dataMessage = timerUpdateDataMessage({
+      timestamp,
+      timer: next,
+      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
+    });
+    // Not urgent, as Signal-Desktop sends it (sendDirectExpirationTimerUpdate).
+    await this.opts.sender.sendWithTranscript(serviceId, { dataMessage }, timestamp, {
+      urgent: false,
+    });
+    this.opts.store.saveTimer(serviceId, next);
+    return next;
+  }
+
+  async react(
+    serviceId: string,
+    reaction: { emoji: string; targetAuthor: string; targetTimestamp: number; remove: boolean },
+  ): Promise<SendResult> {
+    const timer = this.opts.store.timerOf(serviceId);
+    const timestamp = this.opts.sender.nextTimestamp();
+    const dataMessage = reactionDataMessage({
+      emoji: reaction.emoji,
+      remove: reaction.remove,
+      targetAuthorAci: reaction.targetAuthor,
+      targetTimestamp: reaction.targetTimestamp,
+      timestamp,
+      timer,
+      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
+    });
+    const result = await this.opts.sender.sendWithTranscript(
+      serviceId,
+      { dataMessage },
+      timestamp,
+      {
+        urgent: true,
+      },
+    );
+    return { ...result, expiresInSeconds: timer.seconds };
+  }
+
+  /**
+   * Read or viewed receipts to the messages' sender (not urgent, as Signal's apps send receipts),
+   * then the matching sync to our own devices so they mark the messages too (SyncMessage.read is
+   * urgent, SyncMessage.viewed is not: Signal-Desktop's syncReadMessages / syncView). The sync needs
+   * the sender's ACI; to a PNI only the receipt goes.
+   */
+  async markRead(
+    type: 'read' | 'viewed',
+    senderServiceId: string,
+    timestamps: number[],
+  ): Promise<SendResult> {
+    const sender = this.opts.sender;
+    const result = await sender.sendContent(
+      senderServiceId,
+      readReceipt(type, timestamps),
+      sender.nextTimestamp(),
+      { urgent: false },
+    );
+    if (!senderServiceId.startsWith('PNI:') && senderServiceId !== this.opts.self.aci) {
+      await sender.sendContent(
+        this.opts.self.aci,
+        readSync(type, senderServiceId, timestamps),
+        sender.nextTimestamp(),
+        { urgent: type === 'read', sealed: false },
+      );
+    }
+    return result;
+  }
+
+  /**
+   * TypingMessage STARTED / STOPPED: not urgent, `online` (delivered only to devices connected now,
+   * never queued), not kept in the sent log: a typing indicator is worth nothing later.
+   */
+  async typing(serviceId: string, started: boolean): Promise<SendResult> {
+    const sender = this.opts.sender;
+    const timestamp = sender.nextTimestamp();
+    return sender.sendContent(serviceId, typingContent(started, timestamp), timestamp, {
+      urgent: false,
+      online: true,
+      log: false,
+    });
+  }
+
+  /** Edits our own message to `serviceId` sent at `targetTimestamp` (see the limits above). */
+  async edit(
+    serviceId: string,
+    targetTimestamp: number,
+    message: CheckedMessage,
+  ): Promise<SendResult> {
+    if (message.expiresInSeconds !== undefined)
+      throw new InvalidInputError(
+        'expiresInSeconds cannot change with an edit: send it with a new message',
+      );
+    const { original } = this.ownMessage(serviceId, targetTimestamp, 'edit');
+    const changes = this.opts.store.changesOf(serviceId, original);
+    if (changes.deleted)
+      throw new InvalidInputError(`targetTimestamp: message ${original} was deleted for everyone`);
+    if (changes.edits >= MAX_EDITS)
+      throw new InvalidInputError(
+        `targetTimestamp: message ${original} was already edited ${changes.edits} times, Signal's limit`,
+      );
+    if (this.now() - original > EDIT_WINDOW_MS)
+      throw new InvalidInputError(
+        `targetTimestamp: message ${original} is older than 24 hours, Signal's edit window`,
+      );
+    const timer = this.opts.store.timerOf(serviceId);
+    const timestamp = this.opts.sender.nextTimestamp();
+    const dataMessage = richDataMessage({
+      body: message.body,
+      timestamp,
+      timer,
+      bodyRanges: message.bodyRanges,
+      ...(message.quote ? { quote: message.quote } : {}),
+      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
+    });
+    const result = await this.opts.sender.sendWithTranscript(
+      serviceId,
+      editContent(original, dataMessage),
+      timestamp,
+      { urgent: true },
+    );
+    this.opts.store.noteEdit(serviceId, original);
+    return { ...result, expiresInSeconds: timer.seconds };
+  }
+
+  /** Deletes our own message to `serviceId` sent at `targetTimestamp` for everyone. */
+  async deleteForEveryone(serviceId: string, targetTimestamp: number): Promise<SendResult> {
+    const { original } = this.ownMessage(serviceId, targetTimestamp, 'delete');
+    if (this.now() - original > DELETE_WINDOW_MS)
+      throw new InvalidInputError(
+        `targetTimestamp: message ${original} is older than 24 hours, Signal's window for deleting for everyone`,
+      );
+    const timer = this.opts.store.timerOf(serviceId);
+    const timestamp = this.opts.sender.nextTimestamp();
+    const dataMessage = deleteDataMessage({
+      targetTimestamp: original,
+      timestamp,
+      timer,
+      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
+    });
+    const result = await this.opts.sender.sendWithTranscript(
+      serviceId,
+      { dataMessage },
+      timestamp,
+      {
+        urgent: true,
+      },
+    );
+    this.opts.store.noteDelete(serviceId, original);
+    return { ...result, expiresInSeconds: timer.seconds };
+  }
+
+  /**
+   * The sent-log entry of a message we sent to `serviceId`: a data message with a body (not a
+   * receipt, reaction or timer change), or an edit of one (which stands for its original).
+   */
+  private ownMessage(serviceId: string, timestamp: number, what: 'edit' | 'delete'): SentMessage {
+    const notOurs = () =>
+      new InvalidInputError(
+        `targetTimestamp: ${timestamp} is not a message this account sent to ${serviceId} ` +
+          `in the last 14 days, so it cannot be ${what === 'edit' ? 'edited' : 'deleted for everyone'}`,
+      );
+    const entry = this.opts.store.findSent(serviceId, timestamp);
+    if (!entry) throw notOurs();
+    let content: signalservice.Content;
+    try {
+      content = parseContent(unpadMessage(entry.content));
+    } catch {
+      throw notOurs();
+    }
+    const edit = content.editMessage;
+    if (edit?.dataMessage) {
+      const original = toNumber(edit.targetSentTimestamp);
+      if (original > 0) return { original };
+    }
+    const dm = content.dataMessage;
+    if (!dm || !dm.body || dm.reaction || dm.delete) throw notOurs();
+    return { original: timestamp };
+  }
+}
