@@ -1,13 +1,15 @@
 /**
  * signal-out: sends msg.payload as a Signal message to msg.to (or the node's "To"): one recipient or
- * many. Per-recipient results are merged into msg.signal; any failure also reaches Catch nodes via
+ * many; or, instead, the one kind msg names (a reaction, a receipt, typing, an edit, a delete:
+ * lib/rich.ts). Per-recipient results are merged into msg.signal; any failure also reaches Catch nodes via
  * done(err). The sending itself is lib/send.ts; this file maps msg to it and back.
  */
 import { InvalidInputError, SignalError } from '../core/errors';
 import { accountOf, linkedClient } from './lib/account';
 import { serviceIdOf } from './lib/identity';
-import { recipientsOf, textOf } from './lib/msg';
+import { recipientsOf } from './lib/msg';
 import type { Node, NodeMessage, RED } from './lib/red';
+import { actionOf, richClient, sendAction, type Action } from './lib/rich';
 import { sendFailure, sendResult, sendToAll } from './lib/send';
 import { mergeSignal } from './lib/signal-prop';
 import { fail, noAccountStatus } from './lib/status';
@@ -17,7 +19,19 @@ interface OutConfig {
   name?: string;
   account?: string;
   to?: string;
+  /** "styled": markers in the text become Signal's text styles (lib/styles.ts); default plain. */
+  textStyle?: 'plain' | 'styled';
 }
+
+/** The status key of a successful send of each kind (signal-out.status.*). */
+const SENT: Record<Action['kind'], string> = {
+  message: 'sent',
+  reaction: 'reacted',
+  receipt: 'receiptSent',
+  typing: 'typingSent',
+  edit: 'edited',
+  delete: 'deleted',
+};
 
 export = function register(RED: RED): void {
   function SignalOutNode(this: Node, config: OutConfig) {
@@ -92,19 +106,19 @@ export = function register(RED: RED): void {
               return fail(RED._, node, e, msg, done);
             }
           }
-          let text: string;
+          let action: Action;
           let recipients: string[];
           let client;
           try {
             // The msg is checked first: a bad msg is an error whatever the account's state.
-            text = textOf(msg.payload);
+            action = actionOf(msg, config.textStyle === 'styled');
             const opened = await account.client();
             recipients = recipientsOf(msg.to, config.to, opened.options.defaultRegion);
             client = await linkedClient(account);
           } catch (e) {
             return fail(RED._, node, e, msg, done);
           }
-          const results = await sendToAll(client, recipients, text);
+          const results = await sendToAll(recipients, sendAction(richClient(client), action));
           mergeSignal(msg, sendResult(results));
           send(msg);
           const err = sendFailure(results);
@@ -112,7 +126,7 @@ export = function register(RED: RED): void {
           node.status({
             fill: 'green',
             shape: 'dot',
-            text: RED._('signal-out.status.sent', { count: results.length }),
+            text: RED._(`signal-out.status.${SENT[action.kind]}`, { count: results.length }),
           });
           done();
         })();

@@ -1,9 +1,10 @@
 /**
- * signal-out's sending of one text to its recipients: a few at a time, each recipient's outcome in
- * input order, and the one error that reaches Catch nodes when any failed.
+ * signal-out's sending of one msg to its recipients (a message or another kind, lib/rich.ts): a few
+ * at a time, each recipient's outcome in input order, and the one error that reaches Catch nodes
+ * when any failed.
  */
-import type { SignalClient } from '../../core/client';
 import { SignalError } from '../../core/errors';
+import type { SendResult } from '../../core/types';
 import type { SendOutcome } from './msg';
 import { errorFields } from './status';
 
@@ -11,19 +12,19 @@ import { errorFields } from './status';
 export const SEND_CONCURRENCY = 8;
 
 /**
- * Sends `text` to every recipient. Several go out a few at a time: each send waits for the server's
- * answer, so one after another 100 recipients would take 100 round trips. Never rejects: a failed
+ * Calls `sendTo` (one engine call: a message, a reaction, a receipt…) for every recipient. Several
+ * go out a few at a time: each send waits for the server's answer, so one after another 100
+ * recipients would take 100 round trips. Never rejects: a failed
  * recipient is an outcome with its error's typed fields.
  */
 export async function sendToAll(
-  client: Pick<SignalClient, 'send'>,
   recipients: string[],
-  text: string,
+  sendTo: (to: string) => Promise<SendResult>,
 ): Promise<SendOutcome[]> {
   const results: SendOutcome[] = new Array<SendOutcome>(recipients.length);
   const sendOne = async (to: string): Promise<SendOutcome> => {
     try {
-      const r = await client.send(to, { text });
+      const r = await sendTo(to);
       return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
     } catch (e) {
       return { to, status: 'failed', error: errorFields(e) };
