@@ -9,7 +9,7 @@ import { accountOf, linkedClient } from './lib/account';
 import { serviceIdOf } from './lib/identity';
 import { recipientsOf } from './lib/msg';
 import type { Node, NodeMessage, RED } from './lib/red';
-import { actionOf, richClient, sendAction, type Action } from './lib/rich';
+import { actionOf, sendAction, type Action } from './lib/rich';
 import { sendFailure, sendResult, sendToAll } from './lib/send';
 import { mergeSignal } from './lib/signal-prop';
 import { fail, noAccountStatus } from './lib/status';
@@ -118,7 +118,7 @@ export = function register(RED: RED): void {
           } catch (e) {
             return fail(RED._, node, e, msg, done);
           }
-          const results = await sendToAll(recipients, sendAction(richClient(client), action));
+          const results = await sendToAll(recipients, sendAction(client, action));
           mergeSignal(msg, sendResult(results));
           send(msg);
           const err = sendFailure(results);

@@ -6,59 +6,16 @@
  */
 import type { SignalClient } from '../../core/client';
 import { InvalidInputError } from '../../core/errors';
-import type { SendResult } from '../../core/types';
+import type { OutgoingMessage, OutgoingReaction, SendResult } from '../../core/types';
 import { textOf } from './msg';
 import type { NodeMessage } from './red';
 import { parseStyled, stylesOf, type StyleRange } from './styles';
 
-export interface Quote {
-  timestamp: number;
-  author: string;
-  text?: string;
-}
-export interface Mention {
-  aci: string;
-  start: number;
-  length: number;
-}
-/** The engine's outgoing-message model as signal-out fills it (core/types.ts' OutgoingMessage). */
-export interface RichMessage {
-  text: string;
-  quote?: Quote;
-  mentions?: Mention[];
-  styles?: StyleRange[];
-  expiresInSeconds?: number;
-}
-export interface Reaction {
-  emoji: string;
-  targetAuthor: string;
-  targetTimestamp: number;
-  remove?: boolean;
-}
-
-/**
- * The engine methods the rich-messaging issue adds to SignalClient, as signal-out calls them. Each
- * validates what it is given (an emoji, a mention inside the text…) and throws INVALID_INPUT naming
- * the field.
- */
-export interface RichClient {
-  send(to: string, message: RichMessage): Promise<SendResult>;
-  react(to: string, reaction: Reaction): Promise<SendResult>;
-  markRead(from: string, timestamps: number[]): Promise<SendResult>;
-  markViewed(from: string, timestamps: number[]): Promise<SendResult>;
-  typing(to: string, started: boolean): Promise<SendResult>;
-  edit(to: string, targetTimestamp: number, message: RichMessage): Promise<SendResult>;
-  deleteForEveryone(to: string, targetTimestamp: number): Promise<SendResult>;
-}
-
-/**
- * The account's client as a RichClient. The only cast: SignalClient gains these methods in the
- * engine's branch of the same issue; once merged, this becomes `return client` (and then the type
- * check proves the two agree).
- */
-export function richClient(client: SignalClient): RichClient {
-  return client as unknown as RichClient;
-}
+/** The engine's outgoing-message model as signal-out fills it. */
+export type RichMessage = OutgoingMessage;
+export type Reaction = OutgoingReaction;
+type Quote = NonNullable<OutgoingMessage['quote']>;
+type Mention = NonNullable<OutgoingMessage['mentions']>[number];
 
 /** What one msg asks signal-out to do: a message (text and its extras) or one other kind. */
 export type Action =
@@ -271,7 +228,7 @@ export function actionOf(msg: NodeMessage, styled: boolean): Action {
 
 /** The engine call that sends `action` to one recipient. */
 export function sendAction(
-  client: RichClient,
+  client: SignalClient,
   action: Action,
 ): (to: string) => Promise<SendResult> {
   switch (action.kind) {

@@ -18,15 +18,13 @@
  * - `|` alone is text; only `||` marks a spoiler.
  */
 import { InvalidInputError } from '../../core/errors';
+import type { OutgoingMessage, TextStyle } from '../../core/types';
 
 export const STYLES = ['bold', 'italic', 'strikethrough', 'monospace', 'spoiler'] as const;
-export type Style = (typeof STYLES)[number];
+export type Style = TextStyle & (typeof STYLES)[number];
 
-export interface StyleRange {
-  style: Style;
-  start: number;
-  length: number;
-}
+/** A style range of the engine's outgoing-message model (core/types.ts). */
+export type StyleRange = NonNullable<OutgoingMessage['styles']>[number];
 
 /** One piece of the output: literal text, or a marker whose fate is decided once it is matched. */
 interface Piece {

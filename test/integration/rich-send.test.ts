@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { Aci } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../core/client';
 import { InvalidInputError } from '../../core/errors';
-import { linkClient, startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from './helpers';
+import {
+  inspect,
+  linkClient,
+  startSandbox,
+  withTimeout,
+  type PrimaryDevice,
+  type Sandbox,
+} from './helpers';
 
 /** The ACI string a mock entry's 16 raw UUID bytes stand for. */
 function aciOf(bytes: Uint8Array | null | undefined): string | undefined {
@@ -138,7 +145,7 @@ describe('integration: rich 1:1 sends observed on the mock phones', function () 
     assert.equal(again.dataMessage.expireTimer, 3600);
 
     // A timer change from the chat (the receive side calls noteTimer) wins when its version is newer.
-    const store = client.storeForTesting!;
+    const store = inspect(client).store()!;
     assert.equal(store.conversations.noteTimer(bob.device.aci, 60, 1), false, 'older version');
     assert.equal(store.conversations.noteTimer(bob.device.aci, 60, 5), true);
     await client.send(bob.device.aci, { text: 'their timer' });
@@ -221,7 +228,7 @@ describe('integration: rich 1:1 sends observed on the mock phones', function () 
     assert.equal(seen[0]!.timestamp, started.timestamp);
     assert.equal(bob.getMessageQueueSize(), 0, 'typing is no data message');
     assert.equal(
-      client.storeForTesting!.sent.find(bob.device.aci, started.timestamp),
+      inspect(client).store()!.sent.find(bob.device.aci, started.timestamp),
       undefined,
       'typing is not kept for retries',
     );
