@@ -140,8 +140,15 @@ describe('nodes: signal-out rich messages (quote, mentions, styles, reactions, r
         quote: { timestamp: quoted, author: ourAci, text: 'the question' },
         expiresInSeconds: 3600,
       });
+      // The timer changes first, as its own message (EXPIRATION_TIMER_UPDATE, no body).
+      const timer = await bobMessage();
+      assert.equal(timer.body, '');
+      assert.equal((timer.dataMessage.flags ?? 0) & 2, 2);
+      assert.equal(timer.dataMessage.expireTimer, 3600);
+      // The mention's text ("Bob") is replaced in the body by one U+FFFC, as Signal sends
+      // mentions; the ranges after it move with it ("this" from 12 to 10).
       const m = await bobMessage();
-      assert.equal(m.body, 'Hi Bob, see this 👍');
+      assert.equal(m.body, 'Hi \uFFFC, see this 👍');
       const ranges = m.dataMessage.bodyRanges.map((r) => {
         const v = (r.associatedValue ?? {}) as {
           style?: number;
@@ -161,11 +168,11 @@ describe('nodes: signal-out rich messages (quote, mentions, styles, reactions, r
         ranges.sort((a, b) => (a.start ?? 0) - (b.start ?? 0)),
         [
           { start: 0, length: 2, style: STYLE.bold },
-          { start: 3, length: 3, mention: bob },
-          { start: 12, length: 4, style: STYLE.italic },
+          { start: 3, length: 1, mention: bob },
+          { start: 10, length: 4, style: STYLE.italic },
         ],
       );
-      assert.equal(m.body.slice(12, 16), 'this');
+      assert.equal(m.body.slice(10, 14), 'this');
       const q = m.dataMessage.quote;
       assert.ok(q);
       assert.equal(q.id, BigInt(quoted));
