@@ -160,4 +160,13 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       INSERT INTO sync_mark VALUES (1, 0);
     `);
   },
+  // v6 (to be v7 after the merge with the sending side's v6 `conversations`): contacts remember the
+  // name in their Signal profile (decrypted with their profile key) and when it was last fetched, so
+  // that it is refreshed at most daily; the synced name (`name`) still comes first.
+  (db) => {
+    db.exec(`
+      ALTER TABLE contacts ADD COLUMN profile_name TEXT;
+      ALTER TABLE contacts ADD COLUMN profile_fetched_at INTEGER;
+    `);
+  },
 ];
