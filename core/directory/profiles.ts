@@ -9,9 +9,14 @@
 import { Aci } from '@signalapp/libsignal-client';
 // The package's `zkgroup` entry re-exports a directory, which Node16 resolution rejects; use the file.
 import { ProfileKey } from '@signalapp/libsignal-client/dist/zkgroup/index.js';
-import type { VersionedProfile } from '../api/profiles';
+import type { ProfileWrite, VersionedProfile } from '../api/profiles';
 import { deriveAccessKey } from '../crypto/access-key';
-import { decryptProfileName, displayName } from '../crypto/profile-name';
+import {
+  decryptProfileName,
+  displayName,
+  encryptProfileName,
+  type ProfileName,
+} from '../crypto/profile-name';
 import type { Logger } from '../log';
 
 /** A contact's profile is fetched again at most this often. */
@@ -112,4 +117,25 @@ export class ProfileNames {
     this.failedAt.delete(aci);
     return name;
   }
+}
+
+/**
+ * The body of `PUT /v1/profile` that sets our own name (PROTOCOL.md, profiles): the profile-key
+ * version and commitment for our ACI (libsignal ProfileKey), the name padded and encrypted with our
+ * profile key, and no avatar (`avatar: false, sameAvatar: false`: this package uploads none).
+ */
+export function ownProfileWrite(
+  aci: string,
+  profileKey: Uint8Array,
+  name: ProfileName,
+): ProfileWrite {
+  const key = new ProfileKey(new Uint8Array(profileKey));
+  const id = Aci.parseFromServiceIdString(aci);
+  return {
+    version: key.getProfileKeyVersion(id).toString(),
+    commitment: Buffer.from(key.getCommitment(id).serialize()).toString('base64'),
+    name: Buffer.from(encryptProfileName(profileKey, name)).toString('base64'),
+    avatar: false,
+    sameAvatar: false,
+  };
 }

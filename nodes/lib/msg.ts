@@ -232,6 +232,11 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
   return { type, msg: { payload, topic: ev.from.number ?? ev.from.aci, to: ev.from.aci, signal } };
 }
 
+/** The messages a read receipt is for: text from someone else (not reactions, receipts, typing, sync). */
+export function wantsReadReceipt(ev: IncomingEvent, selfAci: string | undefined): boolean {
+  return ev.type === 'message' && !ev.reaction && ev.from.aci !== selfAci;
+}
+
 export function numbersOf(payload: unknown): { numbers: string[]; single: boolean } {
   if (typeof payload === 'string') {
     if (payload.trim() === '')
