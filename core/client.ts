@@ -26,6 +26,8 @@ import {
   type CheckedMessage,
 } from './messaging/outgoing';
 import { RichMessages } from './messaging/rich';
+import * as api from './api';
+import { ownProfileWrite } from './directory/profiles';
 import { linkWithPhone } from './provisioning/complete-link';
 import { accountRegistrar } from './registration/create-account';
 import { RegistrationError } from './registration/errors';
@@ -356,6 +358,32 @@ export class SignalClient extends AccountHost {
    */
   pendingIdentities(): PendingIdentity[] {
     return this.requireStore().pendingIdentities();
+  }
+
+  /**
+   * Sets this account's Signal profile name (what people see who have our profile key): a number
+   * registered here only. A linked device leaves the profile to the phone, whose app owns it (and
+   * would overwrite it). `PUT /v1/profile`, the name padded and encrypted with our profile key.
+   */
+  async setProfileName(given: string, family?: string): Promise<void> {
+    this.assertOpen();
+    const account = this.requireStore().requireAccount();
+    if (account.deviceId !== 1) {
+      throw new InvalidInputError(
+        "A linked device uses the phone's profile name: change the name in Signal on the phone",
+      );
+    }
+    if (typeof given !== 'string' || given.trim() === '')
+      throw new InvalidInputError('A profile name needs a given name');
+    if (family !== undefined && typeof family !== 'string')
+      throw new InvalidInputError('The family name must be text');
+    if (!account.profileKey) throw new ProtocolError('This account has no profile key');
+    const body = ownProfileWrite(account.aci, account.profileKey, {
+      given,
+      ...(family && family.trim() ? { family } : {}),
+    });
+    await api.setProfile(this.requireSession().chat, body);
+    this.logger.info('profile name set');
   }
 
   /** Links and registrations in progress end before the account is torn down. */

@@ -114,12 +114,75 @@ export interface Reaction {
   targetTimestamp: number;
 }
 
+/** A mention in a body (Signal's BodyRange with a mention ACI); offsets in UTF-16 code units. */
+export interface Mention {
+  aci: string;
+  start: number;
+  length: number;
+}
+
+/** A styled range of a body, as received: UTF-16 code unit offsets into the body. */
+export interface StyleRange {
+  style: TextStyle;
+  start: number;
+  length: number;
+}
+
+/**
+ * A chat's disappearing-message timer as a data message sets it: `expiresInSeconds` 0 turns it off.
+ * `version` is DataMessage.expireTimerVersion (a newer one wins; absent from older clients).
+ */
+export interface TimerChange {
+  expiresInSeconds: number;
+  version?: number;
+}
+
 export interface MessageEvent extends EventBase {
   type: 'message';
   body: string;
   quote?: Quote;
   reaction?: Reaction;
+  mentions?: Mention[];
+  styles?: StyleRange[];
+  /** The message's timer (DataMessage.expireTimer); Signal's apps put the chat's timer on every message. */
   expiresInSeconds?: number;
+  /** DataMessage.expireTimerVersion: which of two timer settings is newer (absent from older apps). */
+  timerVersion?: number;
+  /** The sender changed the chat's timer with this message (flag EXPIRATION_TIMER_UPDATE). */
+  timerChange?: TimerChange;
+  /** View-once: Signal's apps show it once, then delete it. */
+  viewOnce?: true;
+  groupId?: string;
+}
+
+/**
+ * The sender edited their message `targetTimestamp` (EditMessage): `body`, `mentions` and `styles`
+ * replace the earlier ones. `timestamp` is the edit's own. Never also emitted as a `message`.
+ */
+export interface EditEvent extends EventBase {
+  type: 'edit';
+  targetTimestamp: number;
+  body: string;
+  mentions?: Mention[];
+  styles?: StyleRange[];
+  groupId?: string;
+}
+
+/** The sender deleted their message `targetTimestamp` for everyone (DataMessage.delete). */
+export interface DeleteEvent extends EventBase {
+  type: 'delete';
+  targetTimestamp: number;
+  groupId?: string;
+}
+
+/**
+ * A data message that only changes the chat's disappearing-message timer (flag
+ * EXPIRATION_TIMER_UPDATE, no text): Signal's apps show "X set the timer to …".
+ */
+export interface TimerEvent extends EventBase {
+  type: 'timer';
+  expiresInSeconds: number;
+  version?: number;
   groupId?: string;
 }
 
@@ -153,4 +216,11 @@ export interface IdentityChangeEvent {
 }
 
 export type IncomingEvent =
-  MessageEvent | ReceiptEvent | TypingEvent | SyncEvent | IdentityChangeEvent;
+  | MessageEvent
+  | EditEvent
+  | DeleteEvent
+  | TimerEvent
+  | ReceiptEvent
+  | TypingEvent
+  | SyncEvent
+  | IdentityChangeEvent;

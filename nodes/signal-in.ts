@@ -3,9 +3,10 @@
  * answers with no configuration.
  */
 import { accountOf } from './lib/account';
+import type { SignalClient } from '../core/client';
 import type { IncomingEvent } from '../core/types';
 import type { Node, RED } from './lib/red';
-import { messageFor, IN_TYPES, type InType } from './lib/msg';
+import { messageFor, wantsReadReceipt, IN_TYPES, type InType } from './lib/msg';
 import { noAccountStatus } from './lib/status';
 
 interface InConfig {
@@ -14,6 +15,18 @@ interface InConfig {
   account?: string;
   /** Comma-separated types to emit; messages only by default. */
   types?: string;
+  /** Send a read receipt for each message this node emits (what Signal shows as "read"). */
+  readReceipts?: boolean;
+}
+
+/** Sends the read receipt for one emitted message; a failure is a warning, never a lost msg. */
+async function markRead(node: Node, client: SignalClient, ev: IncomingEvent): Promise<void> {
+  if (ev.type === 'identity-change') return;
+  try {
+    await client.markRead(ev.from.aci, [ev.timestamp]);
+  } catch (e) {
+    node.warn(`read receipt to ${ev.from.aci} failed: ${(e as Error).message}`);
+  }
 }
 
 export = function register(RED: RED): void {
@@ -35,9 +48,21 @@ export = function register(RED: RED): void {
       return;
     }
     account.register(node);
+    const readReceipts = config.readReceipts === true;
     const onEvent = (ev: IncomingEvent) => {
       const { type, msg } = messageFor(ev);
-      if (wanted.has(type)) node.send(msg);
+      if (!wanted.has(type)) return;
+      node.send(msg);
+      // After the emit, off the receive path: the receipt says the flow has the message.
+      if (readReceipts) {
+        void account
+          .client()
+          .then((client) => {
+            if (wantsReadReceipt(ev, client.account?.aci)) return markRead(node, client, ev);
+            return undefined;
+          })
+          .catch(() => undefined);
+      }
     };
     account.events.on('event', onEvent);
     node.on('close', (_removed: boolean, done: () => void) => {

@@ -10,7 +10,9 @@ import type { IdentityKind, KeyUpload } from '../api';
 import type { Environment } from '../config';
 import type { SignalError } from '../errors';
 import type { Logger } from '../log';
-import { deliveryReceipt } from '../messaging/content';
+import { ProfileNames } from '../directory/profiles';
+import { UnauthorizedError } from '../errors';
+import { deliveryReceipt, timerOf } from '../messaging/content';
 import type { KeyedLock } from '../messaging/lock';
 import { PreKeyMaintenance, storePreKeyPorts, type PreKeyPorts } from '../messaging/prekeys';
 import type { Receiver, ReceiverStorePort } from '../messaging/receiver';
@@ -64,6 +66,8 @@ export class AccountSession {
   readonly sender: Sender;
   readonly prekeys: PreKeyMaintenance;
   readonly chat: PersistentChat;
+  /** Senders' profile names, fetched after their messages are emitted (core/directory/profiles.ts). */
+  readonly profiles: ProfileNames;
   private unauthChat: PersistentChat | null = null;
   private readonly retries: RetryReceipts;
   /** While a new account uploads its first one-time keys, maintenance must not upload a batch too. */
@@ -87,6 +91,19 @@ export class AccountSession {
       logger,
       now,
     });
+    this.profiles = new ProfileNames({
+      store: {
+        profileOf: (aci) => {
+          const c = store.contacts.findByServiceId(aci);
+          return c ? { profileKey: c.profileKey, fetchedAt: c.profileFetchedAt } : undefined;
+        },
+        saveProfileName: (aci, name, at) => void store.contacts.setProfileName(aci, name, at),
+      },
+      fetch: (aci, version, accessKey) => this.fetchProfile(aci, version, accessKey),
+      selfAci: account.aci,
+      logger,
+      now,
+    });
     this.retries = new RetryReceipts({ store, sender: this.sender, chat: () => this.chat, logger });
     this.receiver = opts.ports.receiver({
       store: receiverPort(store),
@@ -96,7 +113,7 @@ export class AccountSession {
       ),
       logger,
       lock,
-      emit: opts.emit,
+      emit: (ev) => this.onEvent(ev),
       sendRetryRequest: (to, device, plaintext) => this.retries.request(to, device, plaintext),
       onRetryRequest: (from, device, request) => this.retries.answer(from, device, request),
       onQueueEmpty: opts.onQueueEmpty,
@@ -132,6 +149,40 @@ export class AccountSession {
     });
     this.chat.on('state', (s, err) => this.onChatState(s, err));
     this.chat.start();
+  }
+
+  /** After the ACK, in order: what the engine learns from an event, then the user's emit. */
+  private onEvent(ev: IncomingEvent): void {
+    const timer = timerOf(ev);
+    if (timer) {
+      // The chat's timer as the peer set it, so that our next send carries it (a newer version
+      // wins; an older change is ignored by the store). A store failure costs the timer, not the event.
+      try {
+        this.opts.store.conversations.noteTimer(
+          timer.conversation,
+          timer.expiresInSeconds,
+          // Version 0: a client that does not version timers (the store keeps the version it has).
+          timer.version ?? 0,
+        );
+      } catch (e) {
+        this.opts.logger.warn('could not record the chat timer', e);
+      }
+    }
+    this.opts.emit(ev);
+    if (ev.type !== 'identity-change' && ev.type !== 'receipt') this.profiles.note(ev.from.aci);
+  }
+
+  /**
+   * A contact's profile as Signal's apps fetch it: unauthenticated with their access key; if the
+   * server refuses the key (they changed their profile key since), over our authenticated socket.
+   */
+  private async fetchProfile(aci: string, version: string, accessKey: Uint8Array) {
+    try {
+      return await api.getVersionedProfile(this.unauthenticated(), aci, version, accessKey);
+    } catch (e) {
+      if (!(e instanceof UnauthorizedError) || this.closed) throw e;
+      return api.getVersionedProfile(this.chat, aci, version);
+    }
   }
 
   private onChatState(s: ChatState, err?: SignalError): void {
@@ -239,6 +290,7 @@ export class AccountSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.profiles.close();
     this.prekeys.stop();
     this.chat.removeAllListeners('state');
     this.unauthChat?.removeAllListeners('state');
@@ -269,7 +321,11 @@ function receiverPort(store: SignalStore): ReceiverStorePort {
     contactOf: (aci) => {
       const c = store.contacts.findByServiceId(aci);
       return c
-        ? { ...(c.e164 ? { number: c.e164 } : {}), ...(c.name ? { name: c.name } : {}) }
+        ? {
+            ...(c.e164 ? { number: c.e164 } : {}),
+            // The synced name first (what the phone's user calls them), else their profile's.
+            ...((c.name ?? c.profileName) ? { name: (c.name ?? c.profileName) as string } : {}),
+          }
         : undefined;
     },
   };

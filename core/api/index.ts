@@ -15,3 +15,4 @@ export * from './directory';
 export * from './keys';
 export * from './messages';
 export * from './registration';
+export * from './profiles';

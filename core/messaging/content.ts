@@ -17,7 +17,19 @@ import {
   signalservice,
   toNumber,
 } from '../../proto';
-import type { IncomingEvent, MessageEvent, Quote, Reaction, Sender } from '../types';
+import type {
+  EditEvent,
+  IncomingEvent,
+  Mention,
+  MessageEvent,
+  Quote,
+  Reaction,
+  Sender,
+  StyleRange,
+  TextStyle,
+} from '../types';
+
+const BodyRange = signalservice.BodyRange;
 
 /** Signal's clients put 1..(512-1) bytes of random-length padding in a null message. */
 const NULL_MESSAGE_PADDING = 140;
@@ -322,32 +334,126 @@ function reactionOf(
   return reaction;
 }
 
-function messageEvent(
+const STYLES: Record<number, TextStyle> = {
+  [BodyRange.Style.BOLD]: 'bold',
+  [BodyRange.Style.ITALIC]: 'italic',
+  [BodyRange.Style.SPOILER]: 'spoiler',
+  [BodyRange.Style.STRIKETHROUGH]: 'strikethrough',
+  [BodyRange.Style.MONOSPACE]: 'monospace',
+};
+
+/**
+ * A body's ranges (DataMessage.bodyRanges), as received: `start` and `length` count UTF-16 code
+ * units, as JavaScript strings do. A mention's placeholder in the body is U+FFFC. A range with
+ * neither a mention nor a known style (NONE, a future style) is left out.
+ */
+export function rangesOf(ranges: signalservice.IBodyRange[] | null | undefined): {
+  mentions?: Mention[];
+  styles?: StyleRange[];
+} {
+  const mentions: Mention[] = [];
+  const styles: StyleRange[] = [];
+  for (const r of ranges ?? []) {
+    const start = r.start ?? 0;
+    const length = r.length ?? 0;
+    const aci = serviceIdFrom(r.mentionAciBinary, r.mentionAci);
+    if (aci) {
+      mentions.push({ aci, start, length });
+      continue;
+    }
+    const style = r.style !== null && r.style !== undefined ? STYLES[r.style] : undefined;
+    if (style) styles.push({ style, start, length });
+  }
+  return {
+    ...(mentions.length > 0 ? { mentions } : {}),
+    ...(styles.length > 0 ? { styles } : {}),
+  };
+}
+
+function groupOf(dm: signalservice.IDataMessage): { groupId?: string } {
+  const masterKey = dm.groupV2?.masterKey;
+  if (!masterKey || masterKey.length === 0) return {};
+  const groupId = groupIdFromMasterKey(masterKey);
+  return groupId ? { groupId } : {};
+}
+
+function base(
   dm: signalservice.IDataMessage,
   ctx: EnvelopeContext,
-): MessageEvent | undefined {
-  const reaction = reactionOf(dm.reaction);
-  const body = dm.body ?? '';
-  // Control-only data messages (profile key updates, timer changes without text) are not "messages".
-  if (!body && !reaction) return undefined;
-  const ev: MessageEvent = {
-    type: 'message',
+): Omit<MessageEvent, 'type' | 'body'> {
+  return {
     from: ctx.from,
     timestamp: toNumber(dm.timestamp) || ctx.timestamp,
     serverTimestamp: ctx.serverTimestamp,
     sealed: ctx.sealed,
+  };
+}
+
+/**
+ * The event one DataMessage is: a delete for everyone (DataMessage.delete), a timer change without
+ * text (flag EXPIRATION_TIMER_UPDATE), or a message (text, a reaction, or view-once). Control-only
+ * data messages (a profile key update, an end-session) are no event.
+ */
+function dataMessageEvent(
+  dm: signalservice.IDataMessage,
+  ctx: EnvelopeContext,
+): IncomingEvent | undefined {
+  const group = groupOf(dm);
+  if (dm.delete) {
+    return {
+      type: 'delete',
+      ...base(dm, ctx),
+      targetTimestamp: toNumber(dm.delete.targetSentTimestamp),
+      ...group,
+    };
+  }
+  const timerUpdate = ((dm.flags ?? 0) & DataMessage.Flags.EXPIRATION_TIMER_UPDATE) !== 0;
+  const version = dm.expireTimerVersion ? { version: dm.expireTimerVersion } : {};
+  const reaction = reactionOf(dm.reaction);
+  const body = dm.body ?? '';
+  const viewOnce = Boolean(dm.isViewOnce);
+  if (!body && !reaction && !viewOnce) {
+    if (!timerUpdate) return undefined;
+    return {
+      type: 'timer',
+      ...base(dm, ctx),
+      expiresInSeconds: dm.expireTimer ?? 0,
+      ...version,
+      ...group,
+    };
+  }
+  const ev: MessageEvent = {
+    type: 'message',
+    ...base(dm, ctx),
     body: reaction ? reaction.emoji : body,
+    ...(reaction ? {} : rangesOf(dm.bodyRanges)),
   };
   const quote = quoteOf(dm.quote);
   if (quote) ev.quote = quote;
   if (reaction) ev.reaction = reaction;
   if (dm.expireTimer) ev.expiresInSeconds = dm.expireTimer;
-  const masterKey = dm.groupV2?.masterKey;
-  if (masterKey && masterKey.length > 0) {
-    const groupId = groupIdFromMasterKey(masterKey);
-    if (groupId) ev.groupId = groupId;
-  }
+  if (dm.expireTimerVersion) ev.timerVersion = dm.expireTimerVersion;
+  if (timerUpdate) ev.timerChange = { expiresInSeconds: dm.expireTimer ?? 0, ...version };
+  if (viewOnce) ev.viewOnce = true;
+  if (group.groupId) ev.groupId = group.groupId;
   return ev;
+}
+
+/**
+ * An EditMessage (Content.editMessage): the new text of the sender's message `targetSentTimestamp`.
+ * Signal's apps accept edits of text messages only; an edit is never a second message.
+ */
+function editEvent(edit: signalservice.IEditMessage, ctx: EnvelopeContext): EditEvent | undefined {
+  const dm = edit.dataMessage;
+  if (!dm || !edit.targetSentTimestamp) return undefined;
+  return {
+    type: 'edit',
+    ...base(dm, ctx),
+    targetTimestamp: toNumber(edit.targetSentTimestamp),
+    body: dm.body ?? '',
+    ...rangesOf(dm.bodyRanges),
+    ...groupOf(dm),
+  };
 }
 
 const RECEIPT_TYPES = {
@@ -367,12 +473,13 @@ export function contentEffects(content: Content, ctx: EnvelopeContext): ContentE
   const dm = content.dataMessage;
   if (dm) {
     if (dm.profileKey && dm.profileKey.length === 32) effects.profileKey = dm.profileKey;
-    const ev = messageEvent(dm, ctx);
+    const ev = dataMessageEvent(dm, ctx);
     if (ev) effects.events.push(ev);
   }
-  const edit = content.editMessage?.dataMessage;
-  if (edit) {
-    const ev = messageEvent(edit, ctx);
+  if (content.editMessage) {
+    const dm2 = content.editMessage.dataMessage;
+    if (dm2?.profileKey && dm2.profileKey.length === 32) effects.profileKey ??= dm2.profileKey;
+    const ev = editEvent(content.editMessage, ctx);
     if (ev) effects.events.push(ev);
   }
   const receipt = content.receiptMessage;
@@ -425,4 +532,23 @@ export function contentEffects(content: Content, ctx: EnvelopeContext): ContentE
     effects.decryptionError = content.decryptionErrorMessage;
   }
   return effects;
+}
+
+/**
+ * The chat timer an event tells us about, for the conversations store: every data message carries
+ * its chat's timer (expireTimer, 0 or absent = off) and, from current apps, expireTimerVersion; a
+ * newer version wins. `conversation` is the sender's ACI, or `group:<id>` for a group message.
+ */
+export function timerOf(
+  ev: IncomingEvent,
+): { conversation: string; expiresInSeconds: number; version?: number } | undefined {
+  if (ev.type !== 'message' && ev.type !== 'timer') return undefined;
+  if (ev.type === 'message' && ev.reaction) return undefined;
+  const conversation = ev.groupId ? `group:${ev.groupId}` : ev.from.aci;
+  const version = ev.type === 'timer' ? ev.version : ev.timerVersion;
+  return {
+    conversation,
+    expiresInSeconds: ev.expiresInSeconds ?? 0,
+    ...(version !== undefined ? { version } : {}),
+  };
 }

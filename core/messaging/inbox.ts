@@ -298,12 +298,14 @@ export class Inbox {
   }
 
   /**
-   * Signal's apps send a delivery receipt for each data message (reactions included) and edit they
-   * receive; none for receipts, typing, sync transcripts or anything from our own account's devices
-   * (they are not "delivered" to us). Data messages with nothing to show (a profile key update, a
-   * timer change without text) raise no event here, so they get none either.
+   * Signal's apps send a delivery receipt for each data message (reactions, deletes and timer
+   * changes included) and edit they receive; none for receipts, typing, sync transcripts or anything
+   * from our own account's devices (they are not "delivered" to us). Data messages with nothing to
+   * show (a profile key update) raise no event here, so they get none either.
    */
   private wantsDeliveryReceipt(ev: IncomingEvent): boolean {
-    return ev.type === 'message' && ev.from.aci !== this.opts.selfAci;
+    const dataLike =
+      ev.type === 'message' || ev.type === 'edit' || ev.type === 'delete' || ev.type === 'timer';
+    return dataLike && ev.from.aci !== this.opts.selfAci;
   }
 }

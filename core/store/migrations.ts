@@ -182,4 +182,13 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       CREATE INDEX sent_changes_created ON sent_changes (created_at);
     `);
   },
+  // v7: contacts remember the name in their Signal profile (decrypted with their profile key) and
+  // when it was last fetched, so that it is refreshed at most daily; the synced name (`name`) still
+  // comes first.
+  (db) => {
+    db.exec(`
+      ALTER TABLE contacts ADD COLUMN profile_name TEXT;
+      ALTER TABLE contacts ADD COLUMN profile_fetched_at INTEGER;
+    `);
+  },
 ];

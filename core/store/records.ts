@@ -109,6 +109,10 @@ export interface Contact {
   pni: string | null;
   name: string | null;
   profileKey: Uint8Array | null;
+  /** The name in their Signal profile ("given family"), when fetched and set. */
+  profileName: string | null;
+  /** When the profile was last fetched (ms), whether or not it had a name. */
+  profileFetchedAt: number | null;
   source: ContactSource;
   updatedAt: number;
 }
@@ -120,6 +124,8 @@ interface ContactRow {
   pni: string | null;
   name: string | null;
   profile_key: Buffer | null;
+  profile_name: string | null;
+  profile_fetched_at: number | null;
   source: ContactSource;
   updated_at: number;
 }
@@ -130,6 +136,8 @@ const toContact = (r: ContactRow): Contact => ({
   pni: r.pni,
   name: r.name,
   profileKey: r.profile_key ? new Uint8Array(r.profile_key) : null,
+  profileName: r.profile_name ?? null,
+  profileFetchedAt: r.profile_fetched_at ?? null,
   source: r.source,
   updatedAt: r.updated_at,
 });
@@ -167,6 +175,9 @@ export class ContactsTable {
         'UPDATE contacts SET e164 = @e164, aci = @aci, pni = @pni, name = @name, profile_key = @profileKey, source = @source, updated_at = @now WHERE id = @id',
       ),
       remove: db.prepare('DELETE FROM contacts WHERE id = ?'),
+      setProfileName: db.prepare(
+        'UPDATE contacts SET profile_name = @name, profile_fetched_at = @at WHERE aci = @aci',
+      ),
       count: db.prepare('SELECT count(*) FROM contacts').pluck(),
       withProfileKeys: db.prepare(
         'SELECT aci, profile_key FROM contacts WHERE aci IS NOT NULL AND profile_key IS NOT NULL',
@@ -207,6 +218,15 @@ export class ContactsTable {
 
   count(): number {
     return this.s.count.get() as number;
+  }
+
+  /**
+   * Records a fetched profile's name (null: the profile has none, or it did not decrypt) for the
+   * contact with this ACI, and when it was fetched. No row, no write: a profile is fetched only for
+   * a contact whose profile key we hold.
+   */
+  setProfileName(aci: string, name: string | null, fetchedAt: number): boolean {
+    return this.s.setProfileName.run({ aci, name, at: fetchedAt }).changes > 0;
   }
 
   /**

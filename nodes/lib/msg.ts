@@ -111,10 +111,22 @@ function checkRecipient(r: string, defaultRegion: string | undefined): void {
   normalizeNumber(r, defaultRegion);
 }
 
-export type InType = 'message' | 'reaction' | 'receipt' | 'typing' | 'sync' | 'identity-change';
+export type InType =
+  | 'message'
+  | 'reaction'
+  | 'edit'
+  | 'delete'
+  | 'timer'
+  | 'receipt'
+  | 'typing'
+  | 'sync'
+  | 'identity-change';
 export const IN_TYPES: InType[] = [
   'message',
   'reaction',
+  'edit',
+  'delete',
+  'timer',
   'receipt',
   'typing',
   'sync',
@@ -178,7 +190,30 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
       if (ev.groupId) signal.groupId = ev.groupId;
       if (ev.quote) signal.quote = ev.quote;
       if (ev.reaction) signal.reaction = ev.reaction;
+      if (ev.mentions) signal.mentions = ev.mentions;
+      if (ev.styles) signal.styles = ev.styles;
       if (ev.expiresInSeconds) signal.expiresInSeconds = ev.expiresInSeconds;
+      if (ev.timerChange) signal.timerChange = ev.timerChange;
+      if (ev.viewOnce) signal.viewOnce = true;
+      break;
+    case 'edit':
+      // The new text; msg.signal.targetTimestamp names the message it replaces.
+      payload = ev.body;
+      signal.targetTimestamp = ev.targetTimestamp;
+      if (ev.groupId) signal.groupId = ev.groupId;
+      if (ev.mentions) signal.mentions = ev.mentions;
+      if (ev.styles) signal.styles = ev.styles;
+      break;
+    case 'delete':
+      payload = ev.targetTimestamp;
+      signal.targetTimestamp = ev.targetTimestamp;
+      if (ev.groupId) signal.groupId = ev.groupId;
+      break;
+    case 'timer':
+      payload = ev.expiresInSeconds;
+      signal.expiresInSeconds = ev.expiresInSeconds;
+      if (ev.version !== undefined) signal.timerVersion = ev.version;
+      if (ev.groupId) signal.groupId = ev.groupId;
       break;
     case 'sync':
       payload = ev.body;
@@ -195,6 +230,11 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
       break;
   }
   return { type, msg: { payload, topic: ev.from.number ?? ev.from.aci, to: ev.from.aci, signal } };
+}
+
+/** The messages a read receipt is for: text from someone else (not reactions, receipts, typing, sync). */
+export function wantsReadReceipt(ev: IncomingEvent, selfAci: string | undefined): boolean {
+  return ev.type === 'message' && !ev.reaction && ev.from.aci !== selfAci;
 }
 
 export function numbersOf(payload: unknown): { numbers: string[]; single: boolean } {

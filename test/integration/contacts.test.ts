@@ -168,11 +168,14 @@ describe('integration: contacts learned from messages', function () {
     const store = inspect(client).store();
     const account = client.account;
     assert.ok(store && account);
-    // Count the table's real writes, whoever makes them.
+    // Count the table's real writes, whoever makes them; the profile fetch's own write (its name,
+    // once a day, off the receive path: core/directory/profiles.ts) is counted apart.
     store.db.exec(`
       CREATE TEMP TABLE contact_writes (aci TEXT);
+      CREATE TEMP TABLE profile_writes (aci TEXT);
       CREATE TEMP TRIGGER count_insert AFTER INSERT ON main.contacts BEGIN INSERT INTO contact_writes VALUES (new.aci); END;
-      CREATE TEMP TRIGGER count_update AFTER UPDATE ON main.contacts BEGIN INSERT INTO contact_writes VALUES (new.aci); END;
+      CREATE TEMP TRIGGER count_update AFTER UPDATE OF e164, aci, pni, name, profile_key, source, updated_at ON main.contacts BEGIN INSERT INTO contact_writes VALUES (new.aci); END;
+      CREATE TEMP TRIGGER count_profile AFTER UPDATE OF profile_name, profile_fetched_at ON main.contacts BEGIN INSERT INTO profile_writes VALUES (new.aci); END;
     `);
     const device = await sandbox.server.getDeviceByServiceId(
       account.aci as never,
@@ -191,6 +194,11 @@ describe('integration: contacts learned from messages', function () {
       .pluck()
       .get(bob.device.aci);
     assert.equal(writes, 1, 'one write: the first message brought the profile key');
+    const profileWrites = store.db
+      .prepare('SELECT count(*) FROM profile_writes WHERE aci = ?')
+      .pluck()
+      .get(bob.device.aci) as number;
+    assert.ok(profileWrites <= 1, `the profile was fetched at most once (${profileWrites})`);
     assert.equal(store.contacts.findByServiceId(bob.device.aci)?.profileKey?.length, 32);
     // And a send to Bob now goes sealed.
     const sent = await client.send(bob.device.aci, { text: 'sealed now' });

@@ -8,6 +8,7 @@ import { installChallengeRoutes } from './challenge';
 import { createContext } from './context';
 import { installIdentityRoutes } from './identities';
 import { installLinkRoutes } from './link';
+import { installProfileRoute } from './profile';
 import { installRegistrationRoutes } from './registration';
 import { installStatusRoute } from './status';
 
@@ -24,6 +25,7 @@ export function installAdminRoutes(RED: RED): AdminRoutes {
   installChallengeRoutes(ctx);
   installIdentityRoutes(ctx);
   installRegistrationRoutes(ctx);
+  installProfileRoute(ctx);
   return {
     dataFileFor: ctx.dataFileFor,
     abortLink: (id) => {

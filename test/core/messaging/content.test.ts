@@ -147,3 +147,89 @@ describe('messaging/content', () => {
     assert.equal(serviceIdFrom(undefined, 'not-a-uuid'), undefined);
   });
 });
+
+describe('messaging/content: edits, deletes, ranges, timers, view-once', () => {
+  const effectsOf = (content: Parameters<typeof serializeContent>[0]) =>
+    contentEffects(parseContent(serializeContent(content)), ctx).events;
+
+  it('an EditMessage is an edit event for its target, with the new body and ranges, never a message', () => {
+    const events = effectsOf({
+      editMessage: {
+        targetSentTimestamp: 500,
+        dataMessage: {
+          body: 'fixed',
+          timestamp: 600,
+          bodyRanges: [{ start: 0, length: 5, style: 2 }],
+        },
+      },
+    });
+    assert.deepEqual(events, [
+      {
+        type: 'edit',
+        from,
+        timestamp: 600,
+        serverTimestamp: 2000,
+        sealed: true,
+        targetTimestamp: 500,
+        body: 'fixed',
+        styles: [{ style: 'italic', start: 0, length: 5 }],
+      },
+    ]);
+  });
+
+  it('DataMessage.delete is a delete event', () => {
+    const events = effectsOf({ dataMessage: { timestamp: 7, delete: { targetSentTimestamp: 6 } } });
+    assert.equal(events.length, 1);
+    assert.ok(events[0]?.type === 'delete');
+    assert.equal(events[0].targetTimestamp, 6);
+  });
+
+  it('mentions (binary or string ACI) and styles keep their UTF-16 offsets; NONE is left out', () => {
+    const a = randomUUID();
+    const b = randomUUID();
+    const events = effectsOf({
+      dataMessage: {
+        body: '😀 \uFFFC \uFFFC hi',
+        timestamp: 8,
+        bodyRanges: [
+          { start: 3, length: 1, mentionAciBinary: Aci.fromUuid(a).getServiceIdBinary() },
+          { start: 5, length: 1, mentionAci: b },
+          { start: 7, length: 2, style: 4 },
+          { start: 0, length: 1, style: 0 },
+        ],
+      },
+    });
+    const ev = events[0];
+    assert.ok(ev?.type === 'message');
+    assert.deepEqual(ev.mentions, [
+      { aci: a, start: 3, length: 1 },
+      { aci: b, start: 5, length: 1 },
+    ]);
+    assert.deepEqual(ev.styles, [{ style: 'strikethrough', start: 7, length: 2 }]);
+  });
+
+  it('a timer update without text is a timer event; with text, the message reports the change', () => {
+    const only = effectsOf({
+      dataMessage: { timestamp: 9, flags: 2, expireTimer: 0, expireTimerVersion: 3 },
+    });
+    assert.ok(only[0]?.type === 'timer');
+    assert.equal(only[0].expiresInSeconds, 0);
+    assert.equal(only[0].version, 3);
+    const withText = effectsOf({
+      dataMessage: { body: 'timer on', timestamp: 10, flags: 2, expireTimer: 60 },
+    });
+    assert.ok(withText[0]?.type === 'message');
+    assert.deepEqual(withText[0].timerChange, { expiresInSeconds: 60 });
+    assert.equal(withText[0].expiresInSeconds, 60);
+  });
+
+  it('view-once is flagged; a profile-key-only data message is still no event', () => {
+    const once = effectsOf({ dataMessage: { timestamp: 11, isViewOnce: true } });
+    assert.ok(once[0]?.type === 'message');
+    assert.equal(once[0].viewOnce, true);
+    assert.deepEqual(
+      effectsOf({ dataMessage: { timestamp: 12, profileKey: new Uint8Array(32) } }),
+      [],
+    );
+  });
+});
