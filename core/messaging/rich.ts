@@ -31,6 +31,22 @@ import {
   type ExpireTimer,
 } from './content';
 import type { CheckedMessage } from './outgoing';
+
+/** What every data message carries: its timestamp, the chat's timer and our profile key. */
+interface DataBase {
+  timestamp: number;
+  timer: ExpireTimer;
+  profileKey?: Uint8Array;
+}
+
+/** A checked message's body, ranges and quote, as richDataMessage takes them. */
+function bodyOf(message: CheckedMessage) {
+  return {
+    body: message.body,
+    bodyRanges: message.bodyRanges,
+    ...(message.quote ? { quote: message.quote } : {}),
+  };
+}
 import type { Sender } from './sender';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -82,22 +98,36 @@ export class RichMessages {
    */
   async send(serviceId: string, message: CheckedMessage): Promise<SendResult> {
     const timer = await this.timerFor(serviceId, message.expiresInSeconds);
+    return this.sendData(serviceId, (base) => richDataMessage({ ...base, ...bodyOf(message) }), {
+      timer,
+    });
+  }
+
+  /**
+   * One data message with its transcript: built for its timestamp, the chat's timer (or `timer`)
+   * and our profile key, sent as is or wrapped (an edit), urgent unless said otherwise.
+   */
+  private async sendData(
+    serviceId: string,
+    build: (base: DataBase) => signalservice.IDataMessage,
+    opts: {
+      timer?: ExpireTimer;
+      wrap?: (dm: signalservice.IDataMessage) => { editMessage: signalservice.IEditMessage };
+      urgent?: boolean;
+    } = {},
+  ): Promise<SendResult> {
+    const timer = opts.timer ?? this.opts.store.timerOf(serviceId);
     const timestamp = this.opts.sender.nextTimestamp();
-    const dataMessage = richDataMessage({
-      body: message.body,
+    const dataMessage = build({
       timestamp,
       timer,
-      bodyRanges: message.bodyRanges,
-      ...(message.quote ? { quote: message.quote } : {}),
       ...(this.profileKey ? { profileKey: this.profileKey } : {}),
     });
     const result = await this.opts.sender.sendWithTranscript(
       serviceId,
-      { dataMessage },
+      opts.wrap ? opts.wrap(dataMessage) : { dataMessage },
       timestamp,
-      {
-        urgent: true,
-      },
+      { urgent: opts.urgent ?? true },
     );
     return { ...result, expiresInSeconds: timer.seconds };
   }
@@ -107,14 +137,9 @@ export class RichMessages {
     const current = this.opts.store.timerOf(serviceId);
     if (seconds === undefined || seconds === current.seconds) return current;
     const next = this.opts.store.nextTimer(serviceId, seconds);
-    const timestamp = this.opts.sender.nextTimestamp();
-    const dataMessage = timerUpdateDataMessage({
-      timestamp,
-      timer: next,
-      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
-    });
     // Not urgent, as Signal-Desktop sends it (sendDirectExpirationTimerUpdate).
-    await this.opts.sender.sendWithTranscript(serviceId, { dataMessage }, timestamp, {
+    await this.sendData(serviceId, (base) => timerUpdateDataMessage(base), {
+      timer: next,
       urgent: false,
     });
     this.opts.store.saveTimer(serviceId, next);
@@ -125,26 +150,15 @@ export class RichMessages {
     serviceId: string,
     reaction: { emoji: string; targetAuthor: string; targetTimestamp: number; remove: boolean },
   ): Promise<SendResult> {
-    const timer = this.opts.store.timerOf(serviceId);
-    const timestamp = this.opts.sender.nextTimestamp();
-    const dataMessage = reactionDataMessage({
-      emoji: reaction.emoji,
-      remove: reaction.remove,
-      targetAuthorAci: reaction.targetAuthor,
-      targetTimestamp: reaction.targetTimestamp,
-      timestamp,
-      timer,
-      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
-    });
-    const result = await this.opts.sender.sendWithTranscript(
-      serviceId,
-      { dataMessage },
-      timestamp,
-      {
-        urgent: true,
-      },
+    return this.sendData(serviceId, (base) =>
+      reactionDataMessage({
+        ...base,
+        emoji: reaction.emoji,
+        remove: reaction.remove,
+        targetAuthorAci: reaction.targetAuthor,
+        targetTimestamp: reaction.targetTimestamp,
+      }),
     );
-    return { ...result, expiresInSeconds: timer.seconds };
   }
 
   /**
@@ -212,24 +226,13 @@ export class RichMessages {
       throw new InvalidInputError(
         `targetTimestamp: message ${original} is older than 24 hours, Signal's edit window`,
       );
-    const timer = this.opts.store.timerOf(serviceId);
-    const timestamp = this.opts.sender.nextTimestamp();
-    const dataMessage = richDataMessage({
-      body: message.body,
-      timestamp,
-      timer,
-      bodyRanges: message.bodyRanges,
-      ...(message.quote ? { quote: message.quote } : {}),
-      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
-    });
-    const result = await this.opts.sender.sendWithTranscript(
+    const result = await this.sendData(
       serviceId,
-      editContent(original, dataMessage),
-      timestamp,
-      { urgent: true },
+      (base) => richDataMessage({ ...base, ...bodyOf(message) }),
+      { wrap: (dm) => editContent(original, dm) },
     );
     this.opts.store.noteEdit(serviceId, original);
-    return { ...result, expiresInSeconds: timer.seconds };
+    return result;
   }
 
   /** Deletes our own message to `serviceId` sent at `targetTimestamp` for everyone. */
@@ -239,24 +242,11 @@ export class RichMessages {
       throw new InvalidInputError(
         `targetTimestamp: message ${original} is older than 24 hours, Signal's window for deleting for everyone`,
       );
-    const timer = this.opts.store.timerOf(serviceId);
-    const timestamp = this.opts.sender.nextTimestamp();
-    const dataMessage = deleteDataMessage({
-      targetTimestamp: original,
-      timestamp,
-      timer,
-      ...(this.profileKey ? { profileKey: this.profileKey } : {}),
-    });
-    const result = await this.opts.sender.sendWithTranscript(
-      serviceId,
-      { dataMessage },
-      timestamp,
-      {
-        urgent: true,
-      },
+    const result = await this.sendData(serviceId, (base) =>
+      deleteDataMessage({ ...base, targetTimestamp: original }),
     );
     this.opts.store.noteDelete(serviceId, original);
-    return { ...result, expiresInSeconds: timer.seconds };
+    return result;
   }
 
   /**
