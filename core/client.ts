@@ -16,7 +16,7 @@ import { resolveEnvironment } from './config';
 import { normalizeNumber } from './directory/number';
 import { classifyRecipient } from './directory/recipient';
 import { ClosedError, InvalidInputError, ProtocolError, SignalError } from './errors';
-import { syncRequest } from './messaging/content';
+import { syncRequest } from './messaging/compose';
 import { Challenges, type PendingChallenge } from './messaging/challenges';
 import {
   checkOutgoing,

@@ -13,7 +13,7 @@ import * as api from '../api';
 import type { Logger } from '../log';
 import type { ChatRequester } from '../net/types';
 import type { SignalStore } from '../store';
-import { nullMessage } from './content';
+import { nullMessage } from './compose';
 import { WireType, type Sender } from './sender';
 
 export interface RetryReceiptsOptions {

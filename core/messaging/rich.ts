@@ -18,10 +18,10 @@ import type { SendResult } from '../types';
 import type { signalservice } from '../../proto';
 import { toNumber } from '../../proto';
 import { unpadMessage } from '../crypto/padding';
+import { parseContent } from './content';
 import {
   deleteDataMessage,
   editContent,
-  parseContent,
   reactionDataMessage,
   readReceipt,
   readSync,
@@ -29,7 +29,7 @@ import {
   timerUpdateDataMessage,
   typingContent,
   type ExpireTimer,
-} from './content';
+} from './compose';
 import type { CheckedMessage } from './outgoing';
 
 /** What every data message carries: its timestamp, the chat's timer and our profile key. */

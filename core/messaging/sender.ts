@@ -28,7 +28,7 @@ import { NetworkError, ProtocolError, RateLimitedError } from '../errors';
 import type { Logger } from '../log';
 import type { SendResult } from '../types';
 import type { signalservice } from '../../proto';
-import { sentTranscript, serializeContent, textDataMessage } from './content';
+import { sentTranscript, serializeContent, textDataMessage } from './compose';
 import type { ProtocolStores } from './decrypt';
 import type { KeyedLock } from './lock';
 import { DeviceSessions, mapEncryptError } from './sessions';

@@ -24,16 +24,11 @@ import {
   type LocalIdentity,
   type ProtocolBackend,
 } from './protocol';
-import {
-  AccountTable,
-  ContactsTable,
-  ConversationsTable,
-  ReceivedLog,
-  SentLog,
-  type AccountRecord,
-} from './records';
+import { AccountTable, ContactsTable, type AccountRecord } from './records';
+import { ConversationsTable, ReceivedLog, SentLog } from './logs';
 
 export * from './records';
+export * from './logs';
 export type { IdentityKind, TrustState } from './protocol';
 export { openDatabase, schemaVersion, migrate } from './database';
 export { MIGRATIONS } from './migrations';

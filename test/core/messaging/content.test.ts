@@ -4,16 +4,14 @@ import {
   GroupMasterKey,
   GroupSecretParams,
 } from '@signalapp/libsignal-client/dist/zkgroup/index.js';
+import { contentEffects, parseContent, serviceIdFrom } from '../../../core/messaging/content';
 import {
-  contentEffects,
   deliveryReceipt,
   nullMessage,
-  parseContent,
   sentTranscript,
   serializeContent,
-  serviceIdFrom,
   textDataMessage,
-} from '../../../core/messaging/content';
+} from '../../../core/messaging/compose';
 import { ReceiptMessage, TypingMessage } from '../../../proto';
 import { Aci, Pni } from '@signalapp/libsignal-client';
 
