@@ -238,18 +238,18 @@ export class ConversationsTable {
   /**
    * A timer the chat's peer (or our own other device) set, for the receive side: applied when its
    * version is at least the stored one (an older change never overrides a newer one); a version of 0
-   * (a client too old to send one) changes the seconds and keeps the stored version. True if applied.
+   * (a client too old to send one) changes the seconds and keeps the stored version. True if it changed what is stored.
    */
   noteTimer(serviceId: string, seconds: number, version: number): boolean {
     if (!Number.isSafeInteger(seconds) || seconds < 0) return false;
     if (!Number.isSafeInteger(version) || version < 0) return false;
     const current = this.timerOf(serviceId);
-    if (version === 0) {
-      this.s.set.run(serviceId, seconds, current.version, this.now());
-      return true;
-    }
-    if (version < current.version) return false;
-    this.s.set.run(serviceId, seconds, version, this.now());
+    if (version !== 0 && version < current.version) return false;
+    const next = version === 0 ? current.version : version;
+    // Every message carries the chat's timer: write only when it changes (one read per message,
+    // not one write).
+    if (seconds === current.seconds && next === current.version) return false;
+    this.s.set.run(serviceId, seconds, next, this.now());
     return true;
   }
 }
