@@ -238,7 +238,8 @@ export class ConversationsTable {
   /**
    * A timer the chat's peer (or our own other device) set, for the receive side: applied when its
    * version is at least the stored one (an older change never overrides a newer one); a version of 0
-   * (a client too old to send one) changes the seconds and keeps the stored version. True if it changed what is stored.
+   * (a client too old to send one) changes the seconds and keeps the stored version. True if it
+   * changed what is stored.
    */
   noteTimer(serviceId: string, seconds: number, version: number): boolean {
     if (!Number.isSafeInteger(seconds) || seconds < 0) return false;
