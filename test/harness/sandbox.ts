@@ -169,7 +169,8 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       caCert,
       trustRoots: [trustRoot],
       transport: 'http2',
-      cdnUrls: { 0: url, 2: url, 3: url },
+      // As Signal-Desktop's mock tests configure it: the mock serves CDN 3 under /cdn3.
+      cdnUrls: { 0: url, 2: url, 3: `${url}/cdn3` },
     },
     get directoryCredentials() {
       return credentialLog.slice(firstCredential);
