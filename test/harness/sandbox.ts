@@ -29,6 +29,8 @@ export interface Closable {
 
 export interface Sandbox {
   server: MockServer;
+  /** Where the mock keeps CDN 3's files (`<cdn3Path>/attachments/<cdnKey>`, served at /cdn3/...). */
+  cdn3Path: string;
   port: number;
   url: string;
   /** PEM of the CA the mock server's certificate chains to. */
@@ -158,6 +160,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   let closed: Promise<void> | null = null;
   const sandbox: Sandbox = {
     server,
+    cdn3Path,
     port,
     url,
     caCert,
