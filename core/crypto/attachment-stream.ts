@@ -34,13 +34,17 @@ export class AttachmentVerifier {
   update(chunk: Buffer): void {
     this.length += chunk.length;
     this.hash.update(chunk);
-    const all = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
-    if (all.length <= MAC) {
-      this.tail = Buffer.from(all);
+    if (chunk.length >= MAC) {
+      // The held-back tail is not the MAC after all: it and all but this chunk's last 32 bytes are
+      // MACed content. No copy of the chunk is made.
+      if (this.tail.length > 0) this.hmac.update(this.tail);
+      this.hmac.update(chunk.subarray(0, chunk.length - MAC));
+      this.tail = Buffer.from(chunk.subarray(chunk.length - MAC));
       return;
     }
-    this.hmac.update(all.subarray(0, all.length - MAC));
-    this.tail = Buffer.from(all.subarray(all.length - MAC));
+    const all = Buffer.concat([this.tail, chunk]);
+    if (all.length > MAC) this.hmac.update(all.subarray(0, all.length - MAC));
+    this.tail = all.length > MAC ? all.subarray(all.length - MAC) : all;
   }
 
   finish(): number {
