@@ -55,7 +55,10 @@ export function encryptAttachment(
   const iv = crypto.randomBytes(16);
   const cipher = crypto.createCipheriv('aes-256-cbc', keys.subarray(0, 32), iv);
   const padded = opts.pad
-    ? Buffer.concat([plaintext, Buffer.alloc(paddedAttachmentSize(plaintext.length) - plaintext.length)])
+    ? Buffer.concat([
+        plaintext,
+        Buffer.alloc(paddedAttachmentSize(plaintext.length) - plaintext.length),
+      ])
     : plaintext;
   const body = Buffer.concat([iv, cipher.update(padded), cipher.final()]);
   const mac = crypto.createHmac('sha256', keys.subarray(32, 64)).update(body).digest();

@@ -269,7 +269,9 @@ function prune(policy: AttachmentPolicy, logger: Logger): void {
     try {
       fs.rmSync(e.file, { force: true });
       total -= e.size;
-      logger.info(`attachments: pruned ${path.basename(e.file)} (quota ${policy.quotaBytes} bytes)`);
+      logger.info(
+        `attachments: pruned ${path.basename(e.file)} (quota ${policy.quotaBytes} bytes)`,
+      );
     } catch {
       // Left for the next prune.
     }

@@ -182,7 +182,12 @@ describe('integration: receiving attachments', function () {
   it('a missing file is retried, then the message is emitted with the attachment failed', async () => {
     world.client.setAttachments({ mode: 'buffers', tries: 3, retryDelayMs: 20 });
     const seen = messages(world);
-    const key = await sendAttachment(world.sandbox, world.bob, world.device, crypto.randomBytes(10));
+    const key = await sendAttachment(
+      world.sandbox,
+      world.bob,
+      world.device,
+      crypto.randomBytes(10),
+    );
     fs.rmSync(path.join(world.sandbox.cdn3Path, 'attachments', key), { force: true });
     await until(() => seen.length === 1, 20_000, 'the message');
     const [a] = seen[0]!.attachments ?? [];

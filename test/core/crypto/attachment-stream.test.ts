@@ -64,7 +64,10 @@ describe('core/crypto/attachment-stream', () => {
     wrong[0] = wrong[0]! ^ 1;
     assert.throws(() => verifyInChunks(enc.file, enc.keys, wrong), /digest mismatch/);
     assert.throws(() => verifyInChunks(enc.file, enc.keys, new Uint8Array(0)), /no digest/);
-    assert.throws(() => verifyInChunks(enc.file.subarray(0, 40), enc.keys, enc.digest), /too short/);
+    assert.throws(
+      () => verifyInChunks(enc.file.subarray(0, 40), enc.keys, enc.digest),
+      /too short/,
+    );
   });
 
   it('refuses a plaintext shorter than its declared size', async () => {
