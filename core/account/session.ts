@@ -4,7 +4,12 @@
  * to the account's store. SignalClient makes one on connect() and closes it on close() or when an
  * unlinked account is set aside; everything that talks to Signal for the account lives under it.
  */
-import { needsPreparing, prepareEvents, type AttachmentPolicy } from '../messaging/attachments';
+import {
+  failAll,
+  needsPreparing,
+  prepareEvents,
+  type AttachmentPolicy,
+} from '../messaging/attachments';
 import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
 import * as api from '../api';
 import type { IdentityKind, KeyUpload } from '../api';
@@ -120,7 +125,13 @@ export class AccountSession {
       prepare: (events) => {
         if (!needsPreparing(events)) return null;
         return () =>
-          prepareEvents(opts.environment, opts.attachments(), logger, events, () => this.closed);
+          prepareEvents(
+            opts.environment,
+            opts.attachments(),
+            logger,
+            events,
+            () => this.closed,
+          ).catch((e: unknown) => failAll(events, e));
       },
       sendRetryRequest: (to, device, plaintext) => this.retries.request(to, device, plaintext),
       onRetryRequest: (from, device, request) => this.retries.answer(from, device, request),

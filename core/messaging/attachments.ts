@@ -210,6 +210,21 @@ export async function prepareEvents(
   return out;
 }
 
+/** The events with every attachment marked failed (and its pointer cut): when preparing threw. */
+export function failAll(events: IncomingEvent[], e: unknown): IncomingEvent[] {
+  return events.map((ev) =>
+    ev.type === 'message' && ev.attachments
+      ? {
+          ...ev,
+          attachments: (ev.attachments as RecordedAttachment[]).map(({ pointer: _p, ...a }) => ({
+            ...a,
+            failed: failureOf(e),
+          })),
+        }
+      : ev,
+  );
+}
+
 async function fetchOne(
   env: Environment,
   policy: AttachmentPolicy,

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import { encryptAttachment } from '../../core/crypto/attachment';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
-import { linkedWithBobPerTest } from './helpers';
+import { inspect, openClient, linkedWithBobPerTest } from './helpers';
 import type { MockDevice } from '../harness/mock-phone';
 import type { PrimaryDevice, Sandbox } from '../harness/sandbox';
 import { until } from '../harness/wait';
@@ -192,5 +192,59 @@ describe('integration: receiving attachments', function () {
     await until(() => seen.length === 1, 20_000, 'the message');
     const [a] = seen[0]!.attachments ?? [];
     assert.ok(a?.failed, JSON.stringify(a));
+  });
+
+  it('a close mid-download loses nothing: the row stays pending and the next start emits it once', async () => {
+    // The file is not there yet: the first try fails and the retry waits long, as the client closes.
+    world.client.setAttachments({ mode: 'buffers', tries: 2, retryDelayMs: 60_000 });
+    const seen = messages(world);
+    const image = crypto.randomBytes(1500);
+    const enc = encryptAttachment(image, crypto.randomBytes(64), { pad: true });
+    const cdnKey = 'late';
+    await world.bob.sendRaw(
+      world.device,
+      {
+        content: {
+          dataMessage: {
+            ...EMPTY_DATA_MESSAGE,
+            timestamp: BigInt(Date.now()),
+            body: 'later',
+            attachments: [
+              {
+                attachmentIdentifier: { cdnKey },
+                cdnNumber: 3,
+                key: enc.keys,
+                digest: enc.digest,
+                size: enc.size,
+                contentType: 'image/png',
+              },
+            ],
+          },
+        },
+        pniSignatureMessage: null,
+        senderKeyDistributionMessage: null,
+      } as never,
+      {} as never,
+    );
+    const store = inspect(world.client).store();
+    assert.ok(store);
+    await until(() => store.received.listPending().length === 1, 20_000, 'the recorded row');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(seen.length, 0, 'not emitted while its download waits');
+    const dataFile = world.client.options.dataFile;
+    await world.client.close();
+    await world.sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
+    const again = await openClient(world.sandbox, dataFile, {
+      attachments: { mode: 'buffers', retryDelayMs: 50 },
+    });
+    const after = messages({ client: again });
+    await again.connect();
+    await until(() => after.length === 1, 20_000, 'the replayed message');
+    assert.equal(after[0]!.body, 'later');
+    assert.deepEqual(Buffer.from(after[0]!.attachments![0]!.data!), image);
+    await again.idle();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(after.length, 1, 'once');
+    assert.equal(seen.length, 0);
   });
 });
