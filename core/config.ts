@@ -175,7 +175,9 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         name: 'custom',
         chatUrl: base,
         storageUrl: base,
-        cdnUrls: opts.cdnUrls ?? { 0: base, 2: base, 3: base },
+        // One host for all (Signal-Server serves no CDN itself); CDN 3 under /cdn3, where Signal's mock
+        // server serves it (Signal-Desktop's mock tests configure `cdn3: url + '/cdn3'` alike).
+        cdnUrls: opts.cdnUrls ?? { 0: base, 2: base, 3: `${base}/cdn3` },
         caCert,
         trustRoots,
         transport: opts.transport ?? 'auto',

@@ -137,9 +137,46 @@ export interface TimerChange {
   version?: number;
 }
 
+/**
+ * A received attachment (AttachmentPointer): its metadata, and, as the account's attachment option
+ * says, the saved file (`path`) or its bytes (`data`); `failed` when the download failed (after its
+ * tries) and why. `size` is the unpadded plaintext length the sender declared.
+ */
+export interface ReceivedAttachment {
+  contentType: string;
+  fileName?: string;
+  size: number;
+  caption?: string;
+  width?: number;
+  height?: number;
+  /** AttachmentPointer flag VOICE_MESSAGE. */
+  voiceNote?: true;
+  path?: string;
+  data?: Uint8Array;
+  failed?: { code: string; message: string };
+}
+
+/**
+ * How received attachments are handled: `files` (default) saves each in `dir` (0600 files in a 0700
+ * folder, named by us, never by the sender), `buffers` gives their bytes, `metadata` downloads none.
+ */
+export interface AttachmentOptions {
+  mode?: 'files' | 'buffers' | 'metadata';
+  dir?: string;
+  /** Refuse attachments larger than this (default 100 MiB, Signal's own limit). */
+  maxBytes?: number;
+  /** The folder's size cap (default 1 GiB): the oldest files are pruned past it. */
+  quotaBytes?: number;
+  /** Tries per download (default 3) and the first retry's delay (default 1000 ms, doubling). */
+  tries?: number;
+  retryDelayMs?: number;
+  timeoutMs?: number;
+}
+
 export interface MessageEvent extends EventBase {
   type: 'message';
   body: string;
+  attachments?: ReceivedAttachment[];
   quote?: Quote;
   reaction?: Reaction;
   mentions?: Mention[];

@@ -4,7 +4,9 @@
  */
 import { accountOf } from './lib/account';
 import type { SignalClient } from '../core/client';
-import type { IncomingEvent } from '../core/types';
+import os from 'node:os';
+import path from 'node:path';
+import type { AttachmentOptions, IncomingEvent } from '../core/types';
 import type { Node, RED } from './lib/red';
 import { messageFor, wantsReadReceipt, IN_TYPES, type InType } from './lib/msg';
 import { noAccountStatus } from './lib/status';
@@ -17,6 +19,38 @@ interface InConfig {
   types?: string;
   /** Send a read receipt for each message this node emits (what Signal shows as "read"). */
   readReceipts?: boolean;
+  /** Received attachments: `files` (save to a folder, default), `buffers`, or `metadata`. */
+  attachments?: string;
+  /** The folder for `files`; default `<userDir>/signal/attachments/<account id>/`. */
+  attachmentsDir?: string;
+  /** Size cap per attachment, MiB (default 100, Signal's own limit). */
+  attachmentsMaxMiB?: number | string;
+  /** The folder's quota, MiB (default 1024): the oldest files are pruned past it. */
+  attachmentsQuotaMiB?: number | string;
+}
+
+const MIB = 1024 * 1024;
+
+/** The engine's attachment options from the node's (the account's client applies the last set). */
+function attachmentOptions(RED: RED, config: InConfig): AttachmentOptions {
+  const mode =
+    config.attachments === 'buffers' || config.attachments === 'metadata'
+      ? config.attachments
+      : 'files';
+  const mib = (v: number | string | undefined, d: number) => {
+    const n = Number(v);
+    return Number.isFinite(n) && n > 0 ? Math.round(n * MIB) : d * MIB;
+  };
+  const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+  const dir =
+    config.attachmentsDir?.trim() ||
+    path.join(userDir, 'signal', 'attachments', String(config.account ?? 'default'));
+  return {
+    mode,
+    dir,
+    maxBytes: mib(config.attachmentsMaxMiB, 100),
+    quotaBytes: mib(config.attachmentsQuotaMiB, 1024),
+  };
 }
 
 /** Sends the read receipt for one emitted message; a failure is a warning, never a lost msg. */
@@ -48,6 +82,13 @@ export = function register(RED: RED): void {
       return;
     }
     account.register(node);
+    // Downloads happen in the engine before the message is emitted (the received log keeps the
+    // message pending meanwhile): tell the account's client how, as this node is set.
+    const attachments = attachmentOptions(RED, config);
+    void account
+      .client()
+      .then((client) => client.setAttachments(attachments))
+      .catch(() => undefined);
     const readReceipts = config.readReceipts === true;
     const onEvent = (ev: IncomingEvent) => {
       const { type, msg } = messageFor(ev);

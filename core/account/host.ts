@@ -23,7 +23,15 @@ import { KeyedLock } from '../messaging/lock';
 import type { ChatState } from '../net/persistent';
 import type { LinkState } from '../provisioning/linker';
 import type { SignalStore } from '../store';
-import type { AccountInfo, ClientState, IdentityTrust, IncomingEvent } from '../types';
+import type {
+  AccountInfo,
+  AttachmentOptions,
+  ClientState,
+  IdentityTrust,
+  IncomingEvent,
+} from '../types';
+import { attachmentPolicy, type AttachmentPolicy } from '../messaging/attachments';
+import path from 'node:path';
 import { environmentMismatch } from './environment';
 import { saveNewAccount, type NewAccountKeys, type NewAccountRecord } from './new-account';
 import { withDefaults, type ClientPorts, type Ports } from './ports';
@@ -51,6 +59,11 @@ export interface SignalClientOptions {
    * calls), for tests that hold or wrap them (core/account/ports.ts). Production leaves it unset.
    */
   ports?: ClientPorts;
+  /**
+   * Received attachments: saved to files (default, in `<dataFile's folder>/attachments/<file name>`),
+   * as Buffers, or metadata only; see setAttachments().
+   */
+  attachments?: AttachmentOptions;
 }
 
 export interface SignalClientEvents {
@@ -75,6 +88,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
   private mismatch: EnvironmentMismatchError | null = null;
   protected readonly now: () => number;
   private readonly ports: Ports;
+  private attachmentPolicy: AttachmentPolicy;
 
   protected constructor(
     readonly options: SignalClientOptions,
@@ -85,6 +99,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
     this.logger = redactingLogger(options.logger ?? silentLogger);
     this.now = options.now ?? Date.now;
     this.ports = withDefaults(options.ports);
+    this.attachmentPolicy = attachmentPolicy(options.attachments, this.defaultAttachmentDir());
   }
 
   get state(): ClientState {
@@ -182,6 +197,19 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
   }
 
   /** The account at work (made once, on the first connect). */
+  /**
+   * Changes how received attachments are handled from the next message on (signal-in's
+   * *Attachments* option); unset fields take their defaults.
+   */
+  setAttachments(opts: AttachmentOptions): void {
+    this.attachmentPolicy = attachmentPolicy(opts, this.defaultAttachmentDir());
+  }
+
+  private defaultAttachmentDir(): string {
+    const file = this.options.dataFile;
+    return path.join(path.dirname(file), 'attachments', path.basename(file, path.extname(file)));
+  }
+
   protected openSession(): AccountSession {
     this.assertOpen();
     if (this.mismatch) throw this.mismatch;
@@ -197,6 +225,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
       ...(this.options.connection ? { connection: this.options.connection } : {}),
       ...(this.options.prekeys ? { prekeys: this.options.prekeys } : {}),
       emit: (ev) => this.emit('event', ev),
+      attachments: () => this.attachmentPolicy,
       onQueueEmpty: () => this.emit('queue-empty'),
       onContactsBlob: (blob) => this.directory().applyContacts(blob),
       onState: (s, err) => this.onChatState(s, err),

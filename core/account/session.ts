@@ -4,6 +4,12 @@
  * to the account's store. SignalClient makes one on connect() and closes it on close() or when an
  * unlinked account is set aside; everything that talks to Signal for the account lives under it.
  */
+import {
+  failAll,
+  needsPreparing,
+  prepareEvents,
+  type AttachmentPolicy,
+} from '../messaging/attachments';
 import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
 import * as api from '../api';
 import type { IdentityKind, KeyUpload } from '../api';
@@ -56,6 +62,8 @@ export interface AccountSessionOptions {
   /** When the caller injected a clock, maintenance uses it too. */
   clockInjected?: boolean;
   emit: (event: IncomingEvent) => void;
+  /** How received attachments are handled now (read at each message: the nodes may change it). */
+  attachments: () => AttachmentPolicy;
   onQueueEmpty: () => void;
   onContactsBlob: (blob: signalservice.IAttachmentPointer) => void;
   /** The authenticated socket's state changes, for the client's own state. */
@@ -115,6 +123,17 @@ export class AccountSession {
       logger,
       lock,
       emit: (ev) => this.onEvent(ev),
+      prepare: (events) => {
+        if (!needsPreparing(events)) return null;
+        return () =>
+          prepareEvents(
+            opts.environment,
+            opts.attachments(),
+            logger,
+            events,
+            () => this.closed,
+          ).catch((e: unknown) => failAll(events, e));
+      },
       sendRetryRequest: (to, device, plaintext) => this.retries.request(to, device, plaintext),
       onRetryRequest: (from, device, request) => this.retries.answer(from, device, request),
       onQueueEmpty: opts.onQueueEmpty,

@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto';
 import { ProtocolError } from '../errors';
+import { paddedAttachmentSize } from './attachment-stream';
 
 export function decryptAttachment(
   file: Uint8Array,
@@ -42,13 +43,24 @@ export function decryptAttachment(
   return new Uint8Array(plain);
 }
 
+/**
+ * Encrypts an attachment as Signal's clients do. With `pad`, the plaintext is first zero-padded to
+ * paddedAttachmentSize() (what Signal's apps send); `size` stays the unpadded length.
+ */
 export function encryptAttachment(
   plaintext: Uint8Array,
   keys: Uint8Array = crypto.randomBytes(64),
+  opts: { pad?: boolean } = {},
 ): { file: Uint8Array; keys: Uint8Array; digest: Uint8Array; size: number } {
   const iv = crypto.randomBytes(16);
   const cipher = crypto.createCipheriv('aes-256-cbc', keys.subarray(0, 32), iv);
-  const body = Buffer.concat([iv, cipher.update(plaintext), cipher.final()]);
+  const padded = opts.pad
+    ? Buffer.concat([
+        plaintext,
+        Buffer.alloc(paddedAttachmentSize(plaintext.length) - plaintext.length),
+      ])
+    : plaintext;
+  const body = Buffer.concat([iv, cipher.update(padded), cipher.final()]);
   const mac = crypto.createHmac('sha256', keys.subarray(32, 64)).update(body).digest();
   const file = Buffer.concat([body, mac]);
   return {

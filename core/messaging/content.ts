@@ -23,6 +23,7 @@ import type {
   MessageEvent,
   Quote,
   Reaction,
+  ReceivedAttachment,
   Sender,
   StyleRange,
   TextStyle,
@@ -144,6 +145,45 @@ export function rangesOf(ranges: signalservice.IBodyRange[] | null | undefined):
   };
 }
 
+const VOICE_MESSAGE = 1; // AttachmentPointer.Flags.VOICE_MESSAGE
+
+/** Where to fetch an attachment from, kept in the received log until the message is emitted. */
+export interface StoredPointer {
+  cdnNumber: number;
+  cdnId?: string;
+  cdnKey?: string;
+  /** base64 of the 64 key bytes and of the digest. */
+  key: string;
+  digest: string;
+}
+
+/** A received attachment as recorded: what the event shows, plus where to fetch it. */
+export type RecordedAttachment = ReceivedAttachment & { pointer?: StoredPointer };
+
+/** The event's view of a pointer (content.ts): metadata, and the pointer for the download. */
+export function attachmentOf(p: signalservice.IAttachmentPointer): RecordedAttachment {
+  const a: RecordedAttachment = {
+    contentType: p.contentType || 'application/octet-stream',
+    size: p.size ?? 0,
+  };
+  if (p.fileName) a.fileName = p.fileName;
+  if (p.caption) a.caption = p.caption;
+  if (p.width) a.width = p.width;
+  if (p.height) a.height = p.height;
+  if (((p.flags ?? 0) & VOICE_MESSAGE) !== 0) a.voiceNote = true;
+  const cdnId = p.cdnId ? String(p.cdnId) : undefined;
+  if (p.key && p.key.length > 0 && (p.cdnKey || (cdnId && cdnId !== '0'))) {
+    a.pointer = {
+      cdnNumber: p.cdnNumber ?? 0,
+      ...(p.cdnKey ? { cdnKey: p.cdnKey } : {}),
+      ...(cdnId && cdnId !== '0' ? { cdnId } : {}),
+      key: Buffer.from(p.key).toString('base64'),
+      digest: p.digest ? Buffer.from(p.digest).toString('base64') : '',
+    };
+  }
+  return a;
+}
+
 function groupOf(dm: signalservice.IDataMessage): { groupId?: string } {
   const masterKey = dm.groupV2?.masterKey;
   if (!masterKey || masterKey.length === 0) return {};
@@ -186,7 +226,8 @@ function dataMessageEvent(
   const reaction = reactionOf(dm.reaction);
   const body = dm.body ?? '';
   const viewOnce = Boolean(dm.isViewOnce);
-  if (!body && !reaction && !viewOnce) {
+  const attachments = (dm.attachments ?? []).map(attachmentOf);
+  if (!body && !reaction && !viewOnce && attachments.length === 0) {
     if (!timerUpdate) return undefined;
     return {
       type: 'timer',
@@ -209,6 +250,7 @@ function dataMessageEvent(
   if (dm.expireTimerVersion) ev.timerVersion = dm.expireTimerVersion;
   if (timerUpdate) ev.timerChange = { expiresInSeconds: dm.expireTimer ?? 0, ...version };
   if (viewOnce) ev.viewOnce = true;
+  if (!reaction && attachments.length > 0) ev.attachments = attachments;
   if (group.groupId) ev.groupId = group.groupId;
   return ev;
 }

@@ -47,6 +47,12 @@ export interface InboxOptions {
   logger: Logger;
   /** Called after ACK, in order, once per event. */
   emit: (event: IncomingEvent) => void;
+  /**
+   * Work a row needs before its emit (attachment downloads, ./attachments.ts): null when none,
+   * else the events to emit once it resolves. Such a row is emitted off the envelopes' queue, one
+   * at a time, and stays pending in the log until then (a crash replays it).
+   */
+  prepare?: (events: IncomingEvent[]) => (() => Promise<IncomingEvent[]>) | null;
   sendDeliveryReceipt?: (to: string, timestamps: number[]) => Promise<void>;
   receiptWindowMs?: number;
 }
@@ -73,6 +79,8 @@ export class Inbox {
   private toFollow: FollowUp[] = [];
   /** The follow-ups scheduled so far, one after another, off the envelopes' queue. */
   private following: Promise<void> = Promise.resolve();
+  /** Rows waiting for their prepare() before the emit, one after another. */
+  private preparing: Promise<void> = Promise.resolve();
   /** How many syncs ran (tests and benchmarks: how well envelopes were batched). */
   syncs = 0;
   /** Delivery receipts for emitted messages, batched per sender; null when none are sent. */
@@ -125,6 +133,7 @@ export class Inbox {
   async idle(): Promise<void> {
     await this.queue;
     await this.following;
+    await this.preparing;
   }
 
   /**
@@ -250,8 +259,7 @@ export class Inbox {
       setImmediate(() => {
         if (durable) {
           for (const { key, events, receipt } of emits) {
-            this.emitRecorded(key, events, receipt);
-            this.scheduled.delete(keyString(key));
+            if (!this.emitRecorded(key, events, receipt)) this.scheduled.delete(keyString(key));
           }
         }
         resolve();
@@ -274,8 +282,38 @@ export class Inbox {
     }
   }
 
-  private emitRecorded(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
-    if (this.stopped) return;
+  /** Emits a row now, or (true) once its prepare() ended; `scheduled` holds it meanwhile. */
+  private emitRecorded(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): boolean {
+    if (this.stopped) return false;
+    let prepared: (() => Promise<IncomingEvent[]>) | null = null;
+    try {
+      prepared = this.opts.prepare?.(events) ?? null;
+    } catch (e) {
+      this.opts.logger.error('receiver: could not prepare a message', e);
+    }
+    if (!prepared) {
+      this.emitNow(key, events, receipt);
+      return false;
+    }
+    const work = prepared;
+    const id = keyString(key);
+    this.scheduled.add(id);
+    this.preparing = this.preparing.then(async () => {
+      let ready = events;
+      try {
+        if (!this.stopped) ready = await work();
+      } catch (e) {
+        // prepare() marks what failed on the events; this is a bug path: emit what was recorded.
+        this.opts.logger.error('receiver: preparing a message failed', e);
+      }
+      // After stop(): left pending, the next start replays it (and prepares it again).
+      if (!this.stopped) this.emitNow(key, ready, receipt);
+      this.scheduled.delete(id);
+    });
+    return true;
+  }
+
+  private emitNow(key: ReceivedKey, events: IncomingEvent[], receipt: boolean): void {
     for (const ev of events) {
       try {
         this.opts.emit(ev);

@@ -45,6 +45,8 @@ export interface ReceiverOptions {
   logger: Logger;
   /** Called after ACK, in order, once per event. */
   emit: (event: IncomingEvent) => void;
+  /** Attachment downloads before a row's emit (see InboxOptions.prepare). */
+  prepare?: (events: IncomingEvent[]) => (() => Promise<IncomingEvent[]>) | null;
   /** Sends a retry request (DecryptionErrorMessage as PlaintextContent) to one sender device. */
   sendRetryRequest: (to: string, device: number, plaintext: PlaintextContent) => Promise<void>;
   /** Handles a retry request from a peer: archive the session if it matches, resend (§6). */
@@ -78,6 +80,7 @@ export class Receiver {
       selfAci: opts.self.aci,
       logger: opts.logger,
       emit: opts.emit,
+      ...(opts.prepare ? { prepare: opts.prepare } : {}),
       ...(opts.sendDeliveryReceipt ? { sendDeliveryReceipt: opts.sendDeliveryReceipt } : {}),
       ...(opts.receiptWindowMs !== undefined ? { receiptWindowMs: opts.receiptWindowMs } : {}),
     });

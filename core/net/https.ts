@@ -23,11 +23,32 @@ export interface GetOptions {
  * non-200 status, NetworkError for transport failures and oversized bodies, TimeoutError, or
  * CancelledError when `signal` aborts.
  */
-export function httpsGet(
+export async function httpsGet(
   env: Environment,
   target: string,
   opts: GetOptions = {},
 ): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  await httpsGetStream(env, target, opts, (chunk) => {
+    chunks.push(chunk);
+    size += chunk.length;
+  });
+  return new Uint8Array(Buffer.concat(chunks, size));
+}
+
+/**
+ * Streams the body of `target` to `onData`, chunk by chunk, in order; resolves once the body ended.
+ * The size cap is checked against `Content-Length` before any byte is taken, and against the bytes
+ * counted as they arrive (a server may omit or understate the length). `onData` may throw (or its
+ * promise reject, e.g. a write to disk failing) to abort the download with that error.
+ */
+export function httpsGetStream(
+  env: Environment,
+  target: string,
+  opts: GetOptions,
+  onData: (chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
   let url: URL;
   try {
     url = new URL(target);
@@ -42,12 +63,15 @@ export function httpsGet(
   const what = `Downloading from ${url.host}`;
   const tooLarge = () => new NetworkError(`${what}: larger than ${maxBytes} bytes`);
 
-  return new Promise<Uint8Array>((resolve, reject) => {
-    const chunks: Buffer[] = [];
+  return new Promise<void>((resolve, reject) => {
     let size = 0;
     let settled = false;
     let session: http2.ClientHttp2Session | null = null;
     let request: { destroy(): void } | null = null;
+    let body: { pause(): void; resume(): void } | null = null;
+    /** Chunks handed to onData and not yet taken (back-pressure for an async sink). */
+    let writing: Promise<void> = Promise.resolve();
+    let ended = false;
 
     const socket = connectTls(env, url);
 
@@ -64,7 +88,7 @@ export function httpsGet(
       } else {
         if (session) session.close();
         else socket.destroy();
-        resolve(new Uint8Array(Buffer.concat(chunks, size)));
+        resolve();
       }
     };
     const onAbort = () => finish(new CancelledError(what));
@@ -76,11 +100,33 @@ export function httpsGet(
       if (status !== 200) return finish(new ServerError(status, what));
       if (length !== undefined && Number(length) > maxBytes) finish(tooLarge());
     };
-    const onData = (chunk: Buffer) => {
+    const onChunk = (chunk: Buffer) => {
       if (settled) return;
       size += chunk.length;
-      if (size > maxBytes) finish(tooLarge());
-      else chunks.push(chunk);
+      if (size > maxBytes) return finish(tooLarge());
+      let r: void | Promise<void>;
+      try {
+        r = onData(chunk);
+      } catch (e) {
+        return finish(e as Error);
+      }
+      if (r instanceof Promise) {
+        body?.pause();
+        writing = writing.then(() => r);
+        r.then(
+          () => {
+            if (!settled) body?.resume();
+          },
+          (e: unknown) => finish(e as Error),
+        );
+      }
+    };
+    const onEnd = () => {
+      ended = true;
+      writing.then(
+        () => ended && finish(null),
+        (e: unknown) => finish(e as Error),
+      );
     };
     const onError = (e: Error) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e }));
 
@@ -97,12 +143,13 @@ export function httpsGet(
           'user-agent': env.userAgent,
         });
         request = req;
+        body = req;
         req.once('response', (h) => {
           const length = h['content-length'];
           onStatus(Number(h[':status']), Array.isArray(length) ? length[0] : length);
         });
-        req.on('data', onData);
-        req.once('end', () => finish(null));
+        req.on('data', onChunk);
+        req.once('end', onEnd);
         req.on('error', onError);
         req.end();
         return;
@@ -113,9 +160,11 @@ export function httpsGet(
       });
       request = req;
       req.once('response', (res) => {
+        body = res;
         onStatus(res.statusCode ?? 0, res.headers['content-length']);
-        res.on('data', onData);
-        res.once('end', () => finish(null));
+        if (settled) return;
+        res.on('data', onChunk);
+        res.once('end', onEnd);
         res.on('error', onError);
       });
       req.on('error', onError);

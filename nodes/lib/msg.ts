@@ -195,6 +195,10 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
       if (ev.expiresInSeconds) signal.expiresInSeconds = ev.expiresInSeconds;
       if (ev.timerChange) signal.timerChange = ev.timerChange;
       if (ev.viewOnce) signal.viewOnce = true;
+      if (ev.attachments)
+        signal.attachments = ev.attachments.map((a) =>
+          a.data ? { ...a, data: Buffer.from(a.data.buffer, a.data.byteOffset, a.data.length) } : a,
+        );
       break;
     case 'edit':
       // The new text; msg.signal.targetTimestamp names the message it replaces.

@@ -29,6 +29,8 @@ export interface Closable {
 
 export interface Sandbox {
   server: MockServer;
+  /** Where the mock keeps CDN 3's files (`<cdn3Path>/attachments/<cdnKey>`, served at /cdn3/...). */
+  cdn3Path: string;
   port: number;
   url: string;
   /** PEM of the CA the mock server's certificate chains to. */
@@ -158,6 +160,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   let closed: Promise<void> | null = null;
   const sandbox: Sandbox = {
     server,
+    cdn3Path,
     port,
     url,
     caCert,
@@ -169,7 +172,8 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       caCert,
       trustRoots: [trustRoot],
       transport: 'http2',
-      cdnUrls: { 0: url, 2: url, 3: url },
+      // As Signal-Desktop's mock tests configure it: the mock serves CDN 3 under /cdn3.
+      cdnUrls: { 0: url, 2: url, 3: `${url}/cdn3` },
     },
     get directoryCredentials() {
       return credentialLog.slice(firstCredential);

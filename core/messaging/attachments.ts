@@ -1,0 +1,294 @@
+/**
+ * Received attachments (PROTOCOL.md §7; DESIGN.md "Next wave"): each AttachmentPointer names a CDN
+ * (`cdnNumber`) and an object on it (`cdnId` on CDN 0, `cdnKey` on CDN 2 and 3), downloaded from
+ * `<cdnUrls[cdnNumber]>/attachments/<id>` and decrypted here. The download streams to a temp file
+ * (0600, in the account's 0700 folder) while the HMAC and the SHA-256 digest are computed; only a
+ * verified file is decrypted, cut to the pointer's `size` (Signal pads the plaintext), and released
+ * as a file or a Buffer. A file never sits in memory whole (except as the Buffer a user asked for).
+ *
+ * How this keeps "nothing lost, none twice" (core/messaging/inbox.ts): an envelope is recorded and
+ * ACKed as every other; a message with attachments to download is emitted once its downloads ended
+ * (a few tries each, then marked `failed`), off the envelopes' queue, and its received-log row stays
+ * pending until that emit. A crash mid-download replays the row (and downloads again) at the next
+ * start. Such a message may therefore be emitted after messages received behind it.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Environment } from '../config';
+import { AttachmentVerifier, attachmentDecipher } from '../crypto/attachment-stream';
+import { NetworkError, ProtocolError } from '../errors';
+import type { Logger } from '../log';
+import { httpsGetStream } from '../net/https';
+import type { AttachmentOptions, IncomingEvent, ReceivedAttachment } from '../types';
+import type { RecordedAttachment, StoredPointer } from './content';
+
+/** Signal's own limit for one attachment (its apps refuse larger ones). */
+export const DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1024 * 1024;
+export const DEFAULT_ATTACHMENT_QUOTA_BYTES = 1024 * 1024 * 1024;
+/** The URL of a pointer's file: CDN 0 by `cdnId`, CDN 2 and 3 by `cdnKey` (Signal-Desktop's rule). */
+export function attachmentUrl(env: Environment, p: StoredPointer): string {
+  const base = env.cdnUrls[p.cdnNumber] ?? env.cdnUrls[0];
+  const id = p.cdnNumber === 0 ? (p.cdnId ?? p.cdnKey) : (p.cdnKey ?? p.cdnId);
+  if (!base || !id) throw new ProtocolError('The attachment names no downloadable file');
+  return `${base}/attachments/${encodeURIComponent(id)}`;
+}
+
+/** A file name safe to put in our folder: never a path, only plain characters, bounded. */
+export function safeName(fileName: string | undefined, contentType: string): string {
+  const base = path.basename((fileName ?? '').replace(/\\/g, '/'));
+  let clean = base.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '');
+  if (clean.length > 80) clean = clean.slice(clean.length - 80);
+  if (!clean) {
+    const ext = /^[a-z]+\/([a-z0-9.+-]+)$/i.exec(contentType)?.[1]?.replace(/[^a-z0-9]/gi, '');
+    clean = `attachment${ext ? `.${ext.slice(0, 10)}` : ''}`;
+  }
+  return clean;
+}
+
+export interface DownloadOptions {
+  maxBytes: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Downloads and verifies one attachment into `dir` (a temp file there), then decrypts it to
+ * `target` (a file path, written 0600) or to a Buffer when `target` is null. Throws a ProtocolError
+ * ("MAC mismatch", "digest mismatch") or a NetworkError; the temp file never survives a failure.
+ */
+export async function downloadAttachment(
+  env: Environment,
+  pointer: StoredPointer,
+  size: number,
+  dir: string,
+  target: string | null,
+  opts: DownloadOptions,
+): Promise<Uint8Array | null> {
+  const keys = new Uint8Array(Buffer.from(pointer.key, 'base64'));
+  const verifier = new AttachmentVerifier(keys, Buffer.from(pointer.digest, 'base64'));
+  ensureDir(dir);
+  const temp = path.join(dir, `.part-${crypto.randomBytes(8).toString('hex')}`);
+  const fh = await fs.promises.open(temp, 'wx', 0o600);
+  try {
+    try {
+      await httpsGetStream(env, attachmentUrl(env, pointer), opts, async (chunk) => {
+        verifier.update(chunk);
+        await fh.write(chunk);
+      });
+    } finally {
+      await fh.close();
+    }
+    // Both checks before any plaintext is released.
+    const length = verifier.finish();
+    const iv = Buffer.alloc(16);
+    const head = await fs.promises.open(temp, 'r');
+    try {
+      await head.read(iv, 0, 16, 0);
+    } finally {
+      await head.close();
+    }
+    // The ciphertext: after the IV, before the 32-byte MAC (createReadStream's end is inclusive).
+    const source = fs.createReadStream(temp, { start: 16, end: length - 32 - 1 });
+    const plain = source.pipe(attachmentDecipher(keys, iv, size));
+    source.on('error', (e) => plain.destroy(e));
+    if (target === null) {
+      const chunks: Buffer[] = [];
+      for await (const c of plain) chunks.push(c as Buffer);
+      return new Uint8Array(Buffer.concat(chunks));
+    }
+    const out = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        plain.once('error', reject);
+        out.once('error', reject);
+        out.once('finish', resolve);
+        plain.pipe(out);
+      });
+    } catch (e) {
+      out.destroy();
+      await fs.promises.rm(target, { force: true });
+      throw e;
+    }
+    return null;
+  } finally {
+    await fs.promises.rm(temp, { force: true });
+  }
+}
+
+function ensureDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+}
+
+/** Why a download failed, as the msg reports it. */
+function failureOf(e: unknown): { code: string; message: string } {
+  const message = e instanceof Error ? e.message : String(e);
+  if (/MAC mismatch/.test(message)) return { code: 'MAC_MISMATCH', message };
+  if (/digest mismatch/.test(message)) return { code: 'DIGEST_MISMATCH', message };
+  if (/larger than/.test(message)) return { code: 'TOO_LARGE', message };
+  if (e instanceof ProtocolError) return { code: 'INVALID', message };
+  return { code: 'DOWNLOAD_FAILED', message };
+}
+
+/** Failures a retry cannot mend: the file is what it is, or the cap refuses it. */
+function permanent(e: unknown): boolean {
+  return e instanceof ProtocolError || (e instanceof NetworkError && /larger than/.test(e.message));
+}
+
+export interface AttachmentPolicy {
+  mode: 'files' | 'buffers' | 'metadata';
+  dir: string;
+  maxBytes: number;
+  quotaBytes: number;
+  /** Tries per attachment (default 3), `retryDelayMs` apart, doubling (default 1 s). */
+  tries: number;
+  retryDelayMs: number;
+  timeoutMs: number;
+}
+
+export function attachmentPolicy(
+  opts: AttachmentOptions | undefined,
+  defaultDir: string,
+): AttachmentPolicy {
+  return {
+    mode: opts?.mode ?? 'files',
+    dir: opts?.dir ?? defaultDir,
+    maxBytes: opts?.maxBytes ?? DEFAULT_MAX_ATTACHMENT_BYTES,
+    quotaBytes: opts?.quotaBytes ?? DEFAULT_ATTACHMENT_QUOTA_BYTES,
+    tries: Math.max(1, opts?.tries ?? 3),
+    retryDelayMs: opts?.retryDelayMs ?? 1000,
+    timeoutMs: opts?.timeoutMs ?? 120_000,
+  };
+}
+
+/** Whether an event carries attachments that still need their download (or their pointer cut). */
+export function needsPreparing(events: IncomingEvent[]): boolean {
+  return events.some(
+    (ev) =>
+      ev.type === 'message' &&
+      (ev.attachments as RecordedAttachment[] | undefined)?.some((a) => a.pointer),
+  );
+}
+
+/**
+ * Downloads what the events' attachments point at, as the policy says, and returns the events as
+ * emitted: each attachment with its `path` or `data`, or `failed`, and never its pointer (keys).
+ */
+export async function prepareEvents(
+  env: Environment,
+  policy: AttachmentPolicy,
+  logger: Logger,
+  events: IncomingEvent[],
+  isStopped: () => boolean,
+): Promise<IncomingEvent[]> {
+  const out: IncomingEvent[] = [];
+  for (const ev of events) {
+    if (ev.type !== 'message' || !ev.attachments) {
+      out.push(ev);
+      continue;
+    }
+    const attachments: ReceivedAttachment[] = [];
+    for (const recorded of ev.attachments as RecordedAttachment[]) {
+      const { pointer, ...a } = recorded;
+      if (policy.mode === 'metadata') {
+        attachments.push(a);
+        continue;
+      }
+      if (!pointer) {
+        attachments.push({
+          ...a,
+          failed: { code: 'NO_POINTER', message: 'The attachment names no downloadable file' },
+        });
+        continue;
+      }
+      attachments.push(await fetchOne(env, policy, logger, ev.timestamp, a, pointer, isStopped));
+    }
+    out.push({ ...ev, attachments });
+  }
+  if (policy.mode === 'files') prune(policy, logger);
+  return out;
+}
+
+/** The events with every attachment marked failed (and its pointer cut): when preparing threw. */
+export function failAll(events: IncomingEvent[], e: unknown): IncomingEvent[] {
+  return events.map((ev) =>
+    ev.type === 'message' && ev.attachments
+      ? {
+          ...ev,
+          attachments: (ev.attachments as RecordedAttachment[]).map(({ pointer: _p, ...a }) => ({
+            ...a,
+            failed: failureOf(e),
+          })),
+        }
+      : ev,
+  );
+}
+
+async function fetchOne(
+  env: Environment,
+  policy: AttachmentPolicy,
+  logger: Logger,
+  timestamp: number,
+  a: ReceivedAttachment,
+  pointer: StoredPointer,
+  isStopped: () => boolean,
+): Promise<ReceivedAttachment> {
+  let last: unknown;
+  for (let attempt = 1; attempt <= policy.tries; attempt++) {
+    const target =
+      policy.mode === 'files'
+        ? path.join(
+            policy.dir,
+            `${timestamp}-${crypto.randomBytes(4).toString('hex')}-${safeName(a.fileName, a.contentType)}`,
+          )
+        : null;
+    try {
+      const data = await downloadAttachment(env, pointer, a.size, policy.dir, target, {
+        maxBytes: policy.maxBytes,
+        timeoutMs: policy.timeoutMs,
+      });
+      return target ? { ...a, path: target } : { ...a, data: data ?? new Uint8Array(0) };
+    } catch (e) {
+      last = e;
+      logger.warn(
+        `attachment download failed (try ${attempt} of ${policy.tries}): ${(e as Error).message}`,
+      );
+      if (permanent(e) || isStopped()) break;
+      if (attempt < policy.tries)
+        await new Promise((r) => setTimeout(r, policy.retryDelayMs * 2 ** (attempt - 1)));
+    }
+  }
+  return { ...a, failed: failureOf(last) };
+}
+
+/** Keeps the folder within its quota: the oldest files go first (temp files are left alone). */
+function prune(policy: AttachmentPolicy, logger: Logger): void {
+  let entries: Array<{ file: string; size: number; mtime: number }>;
+  try {
+    entries = fs
+      .readdirSync(policy.dir)
+      .filter((n) => !n.startsWith('.part-'))
+      .map((n) => {
+        const file = path.join(policy.dir, n);
+        const st = fs.statSync(file);
+        return { file, size: st.isFile() ? st.size : 0, mtime: st.mtimeMs };
+      });
+  } catch {
+    return;
+  }
+  let total = entries.reduce((s, e) => s + e.size, 0);
+  entries.sort((x, y) => x.mtime - y.mtime);
+  for (const e of entries) {
+    if (total <= policy.quotaBytes) break;
+    try {
+      fs.rmSync(e.file, { force: true });
+      total -= e.size;
+      logger.info(
+        `attachments: pruned ${path.basename(e.file)} (quota ${policy.quotaBytes} bytes)`,
+      );
+    } catch {
+      // Left for the next prune.
+    }
+  }
+}
