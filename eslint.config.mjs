@@ -31,7 +31,15 @@ const sockets = modules(
 );
 const sql = modules(['better-sqlite3'], 'Only core/store/ runs SQL.');
 // The layers above core/api, core/net, core/store and core/crypto, as import patterns from there.
-const SERVICE_DIRS = ['messaging', 'registration', 'directory', 'provisioning', 'account', 'store'];
+const SERVICE_DIRS = [
+  'messaging',
+  'registration',
+  'directory',
+  'provisioning',
+  'account',
+  'groups',
+  'store',
+];
 const services = (message, { withApi = true } = {}) =>
   rule(
     [

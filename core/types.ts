@@ -36,8 +36,14 @@ export type TextStyle = 'bold' | 'italic' | 'strikethrough' | 'monospace' | 'spo
  * and lengths count UTF-16 code units, as Signal does (JS string indices), in `text` as given.
  */
 export interface OutgoingMessage {
-  /** The message body; non-empty. Signal's apps show at most 2,000 bytes inline. */
-  text: string;
+  /**
+   * The message body. Required unless `attachments` are given. Over 2,000 UTF-8 bytes it travels as
+   * Signal's apps send it: the first 2,000 bytes inline and the whole text as a `text/x-signal-plain`
+   * attachment (64 KiB at most).
+   */
+  text?: string;
+  /** Files sent with the message: at most 32, each at most 100 MiB (Signal's limits). */
+  attachments?: OutgoingAttachment[];
   /** A reply: the quoted message's sent timestamp and its author's ACI (and, optionally, its text). */
   quote?: { timestamp: number; author: string; text?: string };
   /**
@@ -53,6 +59,24 @@ export interface OutgoingMessage {
    * its own timer-update message when it changes; every send carries the chat's current timer.
    */
   expiresInSeconds?: number;
+}
+
+/**
+ * One attachment to send: exactly one of `data` (bytes) or `path` (a file, read streaming). The
+ * content type defaults to application/octet-stream; `fileName` is not sent for images and videos,
+ * as Signal's apps do.
+ */
+export interface OutgoingAttachment {
+  data?: Uint8Array;
+  path?: string;
+  contentType?: string;
+  fileName?: string;
+  caption?: string;
+  /** Pixel size, for images and videos. */
+  width?: number;
+  height?: number;
+  /** Sent as a voice note (AttachmentPointer flag VOICE_MESSAGE). */
+  voiceNote?: boolean;
 }
 
 export interface SendResult {
