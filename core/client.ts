@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import { AccountHost, type SignalClientOptions } from './account/host';
 import { resolveEnvironment } from './config';
 import { normalizeNumber } from './directory/number';
-import { classifyRecipient } from './directory/recipient';
+import { classifyRecipient, groupTarget } from './directory/recipient';
 import { ClosedError, InvalidInputError, ProtocolError, SignalError } from './errors';
 import { syncRequest } from './messaging/compose';
 import { Challenges, type PendingChallenge } from './messaging/challenges';
@@ -25,7 +25,8 @@ import {
   checkTimestamps,
   type CheckedMessage,
 } from './messaging/outgoing';
-import { RichMessages } from './messaging/rich';
+import { RichMessages, richStorePort } from './messaging/rich';
+import { GroupConversation } from './groups/group-conversation';
 import * as api from './api';
 import { ownProfileWrite } from './directory/profiles';
 import { linkWithPhone } from './provisioning/complete-link';
@@ -222,6 +223,7 @@ export class SignalClient extends AccountHost {
   async markRead(from: string, timestamps: number[]): Promise<SendResult> {
     this.assertOpen();
     const checked = checkTimestamps(timestamps, 'timestamps');
+    noGroup(from, 'read receipts');
     return this.toRecipient(from, (rich, serviceId) => rich.markRead('read', serviceId, checked));
   }
 
@@ -229,6 +231,7 @@ export class SignalClient extends AccountHost {
   async markViewed(from: string, timestamps: number[]): Promise<SendResult> {
     this.assertOpen();
     const checked = checkTimestamps(timestamps, 'timestamps');
+    noGroup(from, 'viewed receipts');
     return this.toRecipient(from, (rich, serviceId) => rich.markRead('viewed', serviceId, checked));
   }
 
@@ -264,6 +267,8 @@ export class SignalClient extends AccountHost {
   ): Promise<SendResult> {
     if (typeof to !== 'string' || to.trim() === '')
       throw new InvalidInputError('No recipient given');
+    const groupId = groupTarget(to);
+    if (groupId !== null) return this.toGroup(groupId, send);
     const store = this.requireStore();
     const { sender } = this.requireSession();
     const directory = this.directory();
@@ -274,15 +279,7 @@ export class SignalClient extends AccountHost {
       sender,
       self: { aci: account.aci, profileKey: account.profileKey ?? null },
       now: this.now,
-      store: {
-        timerOf: (sid) => store.conversations.timerOf(sid),
-        nextTimer: (sid, seconds) => store.conversations.nextTimer(sid, seconds),
-        saveTimer: (sid, timer) => store.conversations.saveTimer(sid, timer),
-        findSent: (sid, ts) => store.sent.find(sid, ts),
-        changesOf: (sid, ts) => store.sent.changesOf(sid, ts),
-        noteEdit: (sid, ts) => store.sent.noteEdit(sid, ts),
-        noteDelete: (sid, ts) => store.sent.noteDelete(sid, ts),
-      },
+      store: richStorePort(store),
     });
     try {
       return await send(rich, serviceId);
@@ -290,6 +287,39 @@ export class SignalClient extends AccountHost {
       if (e instanceof InvalidInputError) throw e;
       directory.noteFailure(recipient, serviceId, e);
       this.challenges.noteFailure(e);
+      throw e;
+    }
+  }
+
+  /**
+   * One send to a group (`group:<id>`): to every member but us, with sender keys where it can, 1:1
+   * otherwise (core/groups/group-sender.ts); the result lists each member's outcome.
+   */
+  private async toGroup(
+    groupId: string,
+    send: (rich: RichMessages, target: string) => Promise<SendResult>,
+  ): Promise<SendResult> {
+    const store = this.requireStore();
+    const session = this.requireSession();
+    const group = await this.groupState.get(groupId);
+    const account = store.requireAccount();
+    const conversation = new GroupConversation({
+      group,
+      groupSender: session.groupSender,
+      sender: session.sender,
+      self: { aci: account.aci },
+      logger: this.logger,
+    });
+    const rich = new RichMessages({
+      sender: conversation,
+      self: { aci: account.aci, profileKey: account.profileKey ?? null },
+      now: this.now,
+      store: richStorePort(store, group.timerSeconds),
+    });
+    try {
+      return await send(rich, conversation.target);
+    } catch (e) {
+      if (!(e instanceof InvalidInputError)) this.challenges.noteFailure(e);
       throw e;
     }
   }
@@ -391,4 +421,12 @@ export class SignalClient extends AccountHost {
     this.linkAbort?.abort();
     await this.registrarValue?.close();
   }
+}
+
+/** Receipts go to the message's sender, never to a group. */
+function noGroup(from: string, what: string): void {
+  if (typeof from === 'string' && groupTarget(from) !== null)
+    throw new InvalidInputError(
+      `${what} go to the sender of the messages (their ACI), not to a group`,
+    );
 }

@@ -25,6 +25,11 @@ export interface Environment {
   /** Which libsignal Net environment reaches CDSI; null where libsignal cannot (custom). */
   cdsi: 'production' | 'staging' | null;
   userAgent: string;
+  /**
+   * Base64 zkgroup ServerPublicParams (group send tokens check against them); absent: group sends
+   * authorize with access keys only.
+   */
+  serverPublicParams?: string;
 }
 
 export interface EnvironmentOptions {
@@ -40,6 +45,8 @@ export interface EnvironmentOptions {
    * to name themselves some other way). Signal's own servers always get the honest default.
    */
   userAgent?: string;
+  /** A custom server's zkgroup public params (base64), for group send tokens. */
+  serverPublicParams?: string;
 }
 
 /** The version in the package.json of the package named `name`, found upward from `from`. */
@@ -183,6 +190,7 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         transport: opts.transport ?? 'auto',
         cdsi: null,
         userAgent: customUserAgent(opts.userAgent),
+        ...(opts.serverPublicParams ? { serverPublicParams: opts.serverPublicParams } : {}),
       };
     }
     default:

@@ -81,11 +81,33 @@ export interface OutgoingAttachment {
 
 export interface SendResult {
   timestamp: number;
+  /** The recipient's service id; for a group, `group:<id>`. */
   serviceId: string;
+  /** The recipient's devices it went to (for a group: empty, see `recipients`). */
   devices: number[];
+  /** Sealed sender (for a group: true when it was sealed to every member it reached). */
   sealed: boolean;
   /** The chat's disappearing-messages timer the message carried (data messages only; 0 = off). */
   expiresInSeconds?: number;
+  /**
+   * A group send: one entry per member other than us, in no particular order, failed ones
+   * included (with `error`). The send resolves when at least one member got it, or when the group
+   * has no other member; it rejects (with the first member's error) when none did.
+   */
+  recipients?: GroupRecipientResult[];
+}
+
+/** One member's part of a group send (SendResult.recipients). */
+export interface GroupRecipientResult {
+  /** The member's ACI. */
+  serviceId: string;
+  /** The member's devices it went to (empty when it failed). */
+  devices: number[];
+  sealed: boolean;
+  /** `sender-key`: in the one multi-recipient message; `direct`: its own 1:1 send. */
+  via: 'sender-key' | 'direct';
+  /** Why this member did not get it: the engine's error code and message. */
+  error?: { code: string; message: string };
 }
 
 /** What SignalClient.react() sends: a reaction to (or, with `remove`, its removal from) a message. */

@@ -35,6 +35,7 @@ import path from 'node:path';
 import { environmentMismatch } from './environment';
 import { saveNewAccount, type NewAccountKeys, type NewAccountRecord } from './new-account';
 import { withDefaults, type ClientPorts, type Ports } from './ports';
+import type { GroupStatePort } from '../groups/types';
 import { AccountSession, type ConnectionOptions } from './session';
 import { setAsideAccountFile } from './set-aside';
 
@@ -189,6 +190,11 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
     const account = this.store?.account.get();
     if (!this.store || !account) throw new NotLinkedError();
     return this.store;
+  }
+
+  /** Where group sends read a group's state (core/groups/types.ts). */
+  protected get groupState(): GroupStatePort {
+    return this.ports.groups;
   }
 
   protected requireSession(): AccountSession {

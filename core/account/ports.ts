@@ -6,6 +6,8 @@
  * socket, hand envelopes to the receiver, spy on sends), so that the client carries no test hooks
  * and nothing reaches into its private fields.
  */
+import { ProtocolError } from '../errors';
+import type { GroupStatePort } from '../groups/types';
 import { Receiver, type ReceiverOptions } from '../messaging/receiver';
 import type { SenderApi } from '../messaging/sender';
 import { PersistentChat, type PersistentChatOptions } from '../net/persistent';
@@ -23,6 +25,11 @@ export interface ClientPorts {
   receiver?: (options: ReceiverOptions) => Receiver;
   /** Wraps the REST calls the sender makes (bundles, message PUTs, sender certificates). */
   senderApi?: (api: SenderApi) => SenderApi;
+  /**
+   * Where group sends read a group's state (members, profile keys, endorsements). Default: none
+   * yet on this branch (the group directory of h-gstate takes its place when merged).
+   */
+  groups?: GroupStatePort;
 }
 
 /** The ports with every default filled in: what the engine calls. */
@@ -34,5 +41,8 @@ export function withDefaults(ports: ClientPorts = {}): Ports {
     chat: ports.chat ?? ((options) => new PersistentChat(options)),
     receiver: ports.receiver ?? ((options) => new Receiver(options)),
     senderApi: ports.senderApi ?? ((api) => api),
+    groups: ports.groups ?? {
+      get: () => Promise.reject(new ProtocolError('Group state is not available in this build')),
+    },
   };
 }

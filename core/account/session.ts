@@ -25,6 +25,7 @@ import { PreKeyMaintenance, storePreKeyPorts, type PreKeyPorts } from '../messag
 import type { Receiver, ReceiverStorePort } from '../messaging/receiver';
 import { RetryReceipts } from '../messaging/retry-receipts';
 import { Sender, type SenderApi } from '../messaging/sender';
+import { GroupSender } from '../groups/group-sender';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from '../net/connection';
 import {
   DEFAULT_BACKOFF,
@@ -73,6 +74,8 @@ export interface AccountSessionOptions {
 export class AccountSession {
   readonly receiver: Receiver;
   readonly sender: Sender;
+  /** Sends to groups: sender keys and multi-recipient sealed sender, else 1:1 (core/groups). */
+  readonly groupSender: GroupSender;
   readonly prekeys: PreKeyMaintenance;
   readonly chat: PersistentChat;
   /** Senders' profile names, fetched after their messages are emitted (core/directory/profiles.ts). */
@@ -86,6 +89,8 @@ export class AccountSession {
   constructor(private readonly opts: AccountSessionOptions) {
     const { store, logger, lock, now } = opts;
     const account = store.requireAccount();
+    // One wrapped copy for the sender and the group sender: a test's spy sees both.
+    const senderApi = opts.ports.senderApi(this.senderApi());
     this.sender = new Sender({
       store: {
         protocol: (kind) => store.protocol(kind),
@@ -94,11 +99,34 @@ export class AccountSession {
         profileKeyOf: (sid) => store.contacts.findByServiceId(sid)?.profileKey ?? null,
         addSent: (entry) => store.sent.add(entry),
       },
-      api: opts.ports.senderApi(this.senderApi()),
+      api: senderApi,
       self: { aci: account.aci, deviceId: account.deviceId, profileKey: account.profileKey },
       lock,
       logger,
       now,
+    });
+    this.groupSender = new GroupSender({
+      sender: this.sender,
+      store: {
+        protocol: (kind) => store.protocol(kind),
+        deviceIds: (sid) => store.deviceIds(sid),
+        deleteSession: (sid, d) => store.deleteSession(sid, d),
+        addSent: (entry) => store.sent.add(entry),
+        groupSends: store.groupSends,
+      },
+      api: {
+        getPreKeyBundles: (sid, device, accessKey) =>
+          senderApi.getPreKeyBundles(sid, device, accessKey),
+        sendMultiRecipient: (payload, o) =>
+          api.sendMultiRecipient(this.unauthenticated(), payload, o),
+      },
+      self: { aci: account.aci, deviceId: account.deviceId },
+      lock,
+      logger,
+      now,
+      serverPublicParams: opts.environment.serverPublicParams
+        ? new Uint8Array(Buffer.from(opts.environment.serverPublicParams, 'base64'))
+        : null,
     });
     this.profiles = new ProfileNames({
       store: {

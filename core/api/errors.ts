@@ -39,6 +39,36 @@ export class UnidentifiedAccessRejected extends SignalError {
   }
 }
 
+/** 409 on a multi-recipient send: per recipient, the devices we missed or named in excess. */
+export class MultiRecipientMismatch extends SignalError {
+  constructor(
+    readonly entries: Array<{
+      serviceId: string;
+      missingDevices: number[];
+      extraDevices: number[];
+    }>,
+  ) {
+    super('SERVER', `device lists out of date for ${entries.map((e) => e.serviceId).join(', ')}`);
+  }
+}
+
+/** 410 on a multi-recipient send: per recipient, the devices whose sessions are stale. */
+export class MultiRecipientStale extends SignalError {
+  constructor(readonly entries: Array<{ serviceId: string; staleDevices: number[] }>) {
+    super('SERVER', `stale devices for ${entries.map((e) => e.serviceId).join(', ')}`);
+  }
+}
+
+/** 404 on a multi-recipient send: some recipient is not on Signal (the server does not say who). */
+export class MultiRecipientUnknown extends SignalError {
+  constructor() {
+    super(
+      'NOT_ON_SIGNAL',
+      'a recipient of the multi-recipient message is not registered on Signal',
+    );
+  }
+}
+
 // ---- registration (§9) ----
 
 export type RegistrationFailure =

@@ -14,5 +14,6 @@ export * from './devices';
 export * from './directory';
 export * from './keys';
 export * from './messages';
+export * from './multi-recipient';
 export * from './registration';
 export * from './profiles';

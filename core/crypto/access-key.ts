@@ -14,3 +14,16 @@ export function deriveAccessKey(profileKey: Uint8Array): Uint8Array {
     Buffer.concat([cipher.update(Buffer.alloc(16)), cipher.final()]).subarray(0, 16),
   );
 }
+
+/**
+ * The combined access key a multi-recipient send carries (`Unidentified-Access-Key`): the XOR of
+ * every recipient's 16-byte access key, as Signal-Server's MessageController recomputes it.
+ */
+export function combineAccessKeys(keys: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(16);
+  for (const k of keys) {
+    if (k.length !== 16) throw new InvalidInputError(`An access key has 16 bytes, not ${k.length}`);
+    for (let i = 0; i < 16; i++) out[i] = (out[i] ?? 0) ^ (k[i] ?? 0);
+  }
+  return out;
+}

@@ -18,6 +18,22 @@ export function classifyRecipient(to: string): { serviceId: string } | { number:
 }
 
 /**
+ * The group id of a `group:<id>` recipient (the base64 of the 32-byte group identifier, as
+ * `signal-in` reports it), null for any other recipient. A malformed one is refused, naming it.
+ */
+export function groupTarget(to: string): string | null {
+  const t = to.trim();
+  if (!/^group:/i.test(t)) return null;
+  const id = t.slice(6).trim();
+  const bytes = Buffer.from(id, 'base64');
+  if (bytes.length !== 32 || bytes.toString('base64') !== id)
+    throw new InvalidInputError(
+      `"${t}" is not a group: a group recipient is group:<base64 of its 32-byte id>`,
+    );
+  return id;
+}
+
+/**
  * A recipient as users write it → a service id: an ACI UUID (optionally `ACI:`-prefixed) → bare
  * lower-case ACI; `PNI:<uuid>` → `PNI:<lower-case uuid>`; anything else is a phone number:
  * normalized, looked up, ACI preferred over PNI. Unregistered → NOT_ON_SIGNAL naming the number.

@@ -35,33 +35,50 @@ export function textDataMessage(opts: {
   };
 }
 
-/** The transcript a linked device sends to its own account after sending (PROTOCOL.md §5). */
-export function sentTranscript(opts: {
-  destinationServiceId: string;
-  timestamp: number;
-  /** A data message, or (for an edit) the EditMessage: Sent.editMessage, as Signal-Desktop sends. */
-  message: signalservice.IDataMessage | { editMessage: signalservice.IEditMessage };
-  unidentified: boolean;
-}): signalservice.IContent {
-  const destinationServiceIdBinary = ServiceId.parseFromServiceIdString(
-    opts.destinationServiceId,
-  ).getServiceIdBinary();
+/**
+ * The transcript a linked device sends to its own account after sending (PROTOCOL.md §5). To one
+ * recipient: its destination and its sealed status. To a group (Signal-Desktop's group sync send):
+ * no destination, the DataMessage carrying `groupV2`, and one `unidentifiedStatus` per member.
+ */
+export function sentTranscript(
+  opts: {
+    timestamp: number;
+    /** A data message, or (for an edit) the EditMessage: Sent.editMessage, as Signal-Desktop sends. */
+    message: signalservice.IDataMessage | { editMessage: signalservice.IEditMessage };
+  } & (
+    | { destinationServiceId: string; unidentified: boolean }
+    | { group: ReadonlyArray<{ serviceId: string; unidentified: boolean }> }
+  ),
+): signalservice.IContent {
+  const binary = (sid: string) => ServiceId.parseFromServiceIdString(sid).getServiceIdBinary();
+  const status = (serviceId: string, unidentified: boolean) => ({
+    destinationServiceId: serviceId,
+    destinationServiceIdBinary: binary(serviceId),
+    unidentified,
+  });
+  const body =
+    'editMessage' in opts.message
+      ? { editMessage: opts.message.editMessage }
+      : { message: opts.message };
+  if ('group' in opts) {
+    return {
+      syncMessage: {
+        sent: {
+          timestamp: opts.timestamp,
+          ...body,
+          unidentifiedStatus: opts.group.map((r) => status(r.serviceId, r.unidentified)),
+        },
+      },
+    };
+  }
   return {
     syncMessage: {
       sent: {
         destinationServiceId: opts.destinationServiceId,
-        destinationServiceIdBinary,
+        destinationServiceIdBinary: binary(opts.destinationServiceId),
         timestamp: opts.timestamp,
-        ...('editMessage' in opts.message
-          ? { editMessage: opts.message.editMessage }
-          : { message: opts.message }),
-        unidentifiedStatus: [
-          {
-            destinationServiceId: opts.destinationServiceId,
-            destinationServiceIdBinary,
-            unidentified: opts.unidentified,
-          },
-        ],
+        ...body,
+        unidentifiedStatus: [status(opts.destinationServiceId, opts.unidentified)],
       },
     },
   };
@@ -216,12 +233,17 @@ export function readSync(
   return { syncMessage: type === 'read' ? { read: entries } : { viewed: entries } };
 }
 
-/** TypingMessage STARTED / STOPPED (1:1: no groupId). */
-export function typingContent(started: boolean, timestamp: number): signalservice.IContent {
+/** TypingMessage STARTED / STOPPED (1:1: no groupId; in a group, its identifier bytes). */
+export function typingContent(
+  started: boolean,
+  timestamp: number,
+  groupId?: Uint8Array,
+): signalservice.IContent {
   return {
     typingMessage: {
       timestamp,
       action: started ? TypingMessage.Action.STARTED : TypingMessage.Action.STOPPED,
+      ...(groupId ? { groupId } : {}),
     },
   };
 }

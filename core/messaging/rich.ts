@@ -31,6 +31,7 @@ import {
   type ExpireTimer,
 } from './compose';
 import type { CheckedMessage } from './outgoing';
+import type { SignalStore } from '../store';
 
 /** What every data message carries: its timestamp, the chat's timer and our profile key. */
 interface DataBase {
@@ -67,8 +68,38 @@ export interface RichStorePort {
   noteDelete(recipient: string, timestamp: number): void;
 }
 
+/**
+ * What RichMessages sends through: the Sender for a 1:1 chat; for a group, its GroupConversation
+ * (core/groups/group-conversation.ts), which sends to every member.
+ */
+export type RichSender = Pick<Sender, 'nextTimestamp' | 'sendWithTranscript' | 'sendContent'>;
+
+/**
+ * The store as RichMessages reads and writes it. `groupTimerSeconds`: a group's timer, which its
+ * state holds (it changes with a group change, not with a message: an attempt is refused).
+ */
+export function richStorePort(store: SignalStore, groupTimerSeconds?: number): RichStorePort {
+  const chat = groupTimerSeconds === undefined;
+  return {
+    timerOf: (sid) =>
+      chat ? store.conversations.timerOf(sid) : { seconds: groupTimerSeconds, version: 0 },
+    nextTimer: (sid, seconds) => {
+      if (!chat)
+        throw new InvalidInputError(
+          "expiresInSeconds: a group's disappearing-messages timer is set in the group's settings",
+        );
+      return store.conversations.nextTimer(sid, seconds);
+    },
+    saveTimer: (sid, timer) => store.conversations.saveTimer(sid, timer),
+    findSent: (sid, ts) => store.sent.find(sid, ts),
+    changesOf: (sid, ts) => store.sent.changesOf(sid, ts),
+    noteEdit: (sid, ts) => store.sent.noteEdit(sid, ts),
+    noteDelete: (sid, ts) => store.sent.noteDelete(sid, ts),
+  };
+}
+
 export interface RichMessagesOptions {
-  sender: Sender;
+  sender: RichSender;
   store: RichStorePort;
   self: { aci: string; profileKey: Uint8Array | null };
   now?: () => number;

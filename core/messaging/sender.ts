@@ -98,6 +98,11 @@ export interface SendOptions {
   online?: boolean;
   /** false: not kept in the sent log (ephemeral content a retry request would not bring back). */
   log?: boolean;
+  /**
+   * The recipient's profile key when the contacts do not know it (a group member's, from the group
+   * state): it unlocks sealed sender as a contact's would.
+   */
+  profileKey?: Uint8Array;
 }
 
 /** Refresh the sender certificate when less than this is left of its validity. */
@@ -196,7 +201,9 @@ export class Sender {
     // Signal takes no sealed sender to a PNI (no access key is checked there): those go
     // authenticated, whatever the contact's profile key.
     const sealable = options.sealed !== false && !serviceId.startsWith('PNI:');
-    const profileKey = sealable ? this.opts.store.profileKeyOf(serviceId) : null;
+    const profileKey = sealable
+      ? (this.opts.store.profileKeyOf(serviceId) ?? options.profileKey ?? null)
+      : null;
     let accessKey: Uint8Array | undefined = profileKey ? deriveAccessKey(profileKey) : undefined;
     const maxDevice = this.opts.maxDeviceRetries ?? 3;
     const maxRate = this.opts.maxRateLimitRetries ?? 2;
@@ -314,7 +321,8 @@ export class Sender {
     });
   }
 
-  private async senderCertificate(): Promise<SenderCertificate> {
+  /** Our sender certificate (without our number), cached until an hour before it expires. */
+  async senderCertificate(): Promise<SenderCertificate> {
     const cached = this.certificate;
     if (cached && cached.expires - CERTIFICATE_MARGIN_MS > this.now()) return cached.cert;
     this.certificateFetch ??= (async () => {

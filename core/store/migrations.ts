@@ -191,4 +191,25 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       ALTER TABLE contacts ADD COLUMN profile_fetched_at INTEGER;
     `);
   },
+  // v8: RESERVED for the group state (branch h-gstate). A no-op placeholder on this branch only, so
+  // that v9 can be tested before h-gstate lands; the merge replaces it with h-gstate's migration.
+  () => undefined,
+  // v9: our sender-key state per group (core/store/group-send.ts): the distribution id and the
+  // current key's age, and which member devices hold its SenderKeyDistributionMessage.
+  (db) => {
+    db.exec(`
+      CREATE TABLE group_send_state (
+        group_id TEXT PRIMARY KEY,
+        distribution_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE group_send_devices (
+        group_id TEXT NOT NULL REFERENCES group_send_state (group_id) ON DELETE CASCADE,
+        service_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        registration_id INTEGER NOT NULL,
+        PRIMARY KEY (group_id, service_id, device_id)
+      );
+    `);
+  },
 ];
