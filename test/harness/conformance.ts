@@ -21,6 +21,7 @@
 import { KEMPublicKey, PublicKey } from '@signalapp/libsignal-client';
 import type { Http2ServerRequest, Http2ServerResponse, Http2SecureServer } from 'node:http2';
 import { URL } from 'node:url';
+import { checkMultiRecipient } from './multi-recipient';
 
 // ---- rules ----
 
@@ -49,6 +50,14 @@ export const RULES = [
    * request that does not say `includeE164=false` is refused.
    */
   'sandbox-only-privacy-certificate-without-e164',
+  /** MessageController.sendMultiRecipientMessage @Consumes(MultiRecipientMessageProvider) → 415. */
+  'multi-recipient-content-type',
+  /** sendMultiRecipientMessage: neither Group-Send-Token nor Unidentified-Access-Key → 401, both → 400. */
+  'multi-recipient-authorization',
+  /** checkGroupSendToken: GroupSendFullToken.verify for exactly the recipients fails → 401. */
+  'multi-recipient-group-send-token',
+  /** checkAccessKeys: a PNI recipient, or not the XOR of the recipients' access keys → 401. */
+  'multi-recipient-access-key',
 ] as const;
 
 export type RuleName = (typeof RULES)[number];
@@ -681,6 +690,9 @@ export class Conformance {
         );
     } else if (verb === 'GET' && path === '/v1/certificate/delivery') {
       this.checkCertificate(url);
+    } else if (verb === 'PUT' && path === '/v1/messages/multi_recipient') {
+      const refusal = await checkMultiRecipient(this.server, headers, body, (r) => this.isOn(r));
+      if (refusal) throw new Refusal(refusal.rule, refusal.status, refusal.message);
     }
   }
 

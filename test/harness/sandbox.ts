@@ -15,6 +15,11 @@ import {
   type ConformanceOptions,
 } from './conformance';
 import { installPolyfills } from './polyfill';
+import {
+  installMultiRecipientRoute,
+  multiRecipientLog,
+  type MultiRecipientRequest,
+} from './multi-recipient';
 
 installPolyfills();
 // Required after the polyfill: the mock server uses Promise.withResolvers at load time.
@@ -44,6 +49,8 @@ export interface Sandbox {
    * sandbox. `conformance.fired` lists the rules that refused something.
    */
   conformance: Conformance;
+  /** Every `PUT /v1/messages/multi_recipient` the test-only route answered (./multi-recipient.ts). */
+  readonly multiRecipient: MultiRecipientRequest[];
   /** Every credential the `/v2/directory/auth` route handed out, in order. */
   directoryCredentials: Array<{ username: string; password: string }>;
   createPrimary(opts?: {
@@ -144,6 +151,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   // Before anything is started, so that bad options leave nothing behind.
   checkConformanceOptions(opts.conformance);
   installDirectoryAuthRoute();
+  installMultiRecipientRoute();
   const cdn3Path = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-cdn3-'));
   const server = new mock.Server({ cdn3Path });
   await server.listen(0, '127.0.0.1');
@@ -174,7 +182,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       transport: 'http2',
       // As Signal-Desktop's mock tests configure it: the mock serves CDN 3 under /cdn3.
       cdnUrls: { 0: url, 2: url, 3: `${url}/cdn3` },
+      serverPublicParams: String(certs.serverPublicParams),
     },
+    multiRecipient: multiRecipientLog(server),
     get directoryCredentials() {
       return credentialLog.slice(firstCredential);
     },

@@ -137,7 +137,8 @@ export async function openInspected(
   open: (options: SignalClientOptions) => Promise<SignalClient> = (o) => SignalClient.open(o),
 ): Promise<SignalClient> {
   const { ports, parts } = capturingPorts();
-  const client = await open({ ...options, ports });
+  // Ports the caller gave that capturing does not build (group state) are kept.
+  const client = await open({ ...options, ports: { ...options.ports, ...ports } });
   inspected.set(client, parts);
   return client;
 }
