@@ -10,6 +10,7 @@ import type { SendResult } from '../../core/types';
 import type { signalservice } from '../../proto';
 import { inspect, withTimeout, type PrimaryDevice } from './helpers';
 import { makeGroup, startGroupWorld, type GroupWorld } from './group-world';
+import { reinstallPhone } from '../harness/mock-phone';
 
 type Entry = Awaited<ReturnType<PrimaryDevice['waitForMessage']>>;
 
@@ -195,6 +196,80 @@ describe('integration: sending to a group', function () {
       .senderKeys.getSenderKey(ours, after.distributionId);
     assert.ok(keyAfter);
     assert.notDeepEqual(keyAfter.serialize(), keyBefore.serialize(), 'a new sender key');
+  });
+
+  it("recovers from a member's reinstall (410): new session, the key again, nothing lost", async () => {
+    const [bob, carol] = world.phones as [PrimaryDevice, PrimaryDevice];
+    const { to } = await makeGroup(world, [bob, carol]);
+    await world.client.send(to, { text: 'before' });
+    for (const phone of [bob, carol]) await next(phone, 'before');
+    await reinstallPhone(bob);
+    const puts = await countingPuts(world, () => world.client.send(to, { text: 'after' }));
+    for (const phone of [bob, carol]) {
+      const entry = await next(phone, 'after');
+      assert.equal(entry.envelopeType, 'SenderKey');
+      assert.equal(entry.body, 'after');
+    }
+    assert.deepEqual(
+      world.sandbox.multiRecipient.map((r) => r.status),
+      [200, 410, 200],
+    );
+    assert.equal(puts.get(bob.device.aci), 1, 'the SKDM again, over the new session');
+    assert.equal(puts.get(carol.device.aci), undefined);
+  });
+
+  it('reports a member who is not on Signal any more, and still delivers to the others', async () => {
+    const [bob, carol, dave] = world.phones as [PrimaryDevice, PrimaryDevice, PrimaryDevice];
+    const { to } = await makeGroup(world, [bob, carol, dave]);
+    await world.client.send(to, { text: 'all here' });
+    for (const phone of [bob, carol, dave]) await next(phone, 'all here');
+    world.sandbox.server.unregister(dave);
+    const result = await world.client.send(to, { text: 'still here?' });
+    for (const phone of [bob, carol]) {
+      const entry = await next(phone, 'still here?');
+      assert.equal(entry.body, 'still here?');
+      assert.notEqual(entry.envelopeType, 'SenderKey', '1:1 after the 404');
+    }
+    // Signal-Server answers 404 to the whole multi-recipient message: the engine goes 1:1.
+    assert.deepEqual(
+      world.sandbox.multiRecipient.map((r) => r.status),
+      [200, 404],
+    );
+    const members = byMember(result);
+    assert.equal(members.get(dave.device.aci)?.error?.code, 'NOT_ON_SIGNAL');
+    assert.equal(members.get(bob.device.aci)?.error, undefined);
+    assert.equal(members.get(carol.device.aci)?.error, undefined);
+    // Without sessions, an unregistered member is found before the multi-recipient send.
+    const fresh = await makeGroup(world, [bob, carol, dave]);
+    const r2 = await world.client.send(fresh.to, { text: 'new group' });
+    for (const phone of [bob, carol])
+      assert.equal((await next(phone, 'new group')).envelopeType, 'SenderKey');
+    assert.equal(byMember(r2).get(dave.device.aci)?.error?.code, 'NOT_ON_SIGNAL');
+    assert.ok(!world.sandbox.multiRecipient.at(-1)?.recipients.includes(dave.device.aci));
+    // Everyone unreachable: the send itself fails.
+    world.sandbox.server.unregister(bob);
+    world.sandbox.server.unregister(carol);
+    await assert.rejects(world.client.send(to, { text: 'nobody' }), /not registered/);
+  });
+
+  it('makes a new sender key once the current one is older than 90 days', async () => {
+    const [bob, carol] = world.phones as [PrimaryDevice, PrimaryDevice];
+    const { record, to } = await makeGroup(world, [bob, carol]);
+    await world.client.send(to, { text: 'fresh' });
+    for (const phone of [bob, carol]) await next(phone, 'fresh');
+    const store = inspect(world.client).store();
+    assert.ok(store);
+    const old = Date.now() - 91 * 86_400_000;
+    store.db
+      .prepare('UPDATE group_send_state SET created_at = ? WHERE group_id = ?')
+      .run(old, record.id);
+    const puts = await countingPuts(world, () => world.client.send(to, { text: 'renewed' }));
+    for (const phone of [bob, carol]) {
+      assert.equal((await next(phone, 'renewed')).envelopeType, 'SenderKey');
+      assert.equal(puts.get(phone.device.aci), 1, 'the new key to every member');
+    }
+    const state = store.groupSends.get(record.id);
+    assert.ok(state && state.createdAt > old + 90 * 86_400_000);
   });
 
   it('sends 1:1 to each member when fewer than 2 can take sender keys, each with the group context', async () => {
