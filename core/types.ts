@@ -197,6 +197,13 @@ export interface AttachmentOptions {
   timeoutMs?: number;
 }
 
+/** The group an event belongs to, as far as the engine knows it (title once its state is fetched). */
+export interface GroupRef {
+  /** Base64 group identifier (the same as the event's `groupId`). */
+  id: string;
+  title?: string;
+}
+
 export interface MessageEvent extends EventBase {
   type: 'message';
   body: string;
@@ -214,6 +221,7 @@ export interface MessageEvent extends EventBase {
   /** View-once: Signal's apps show it once, then delete it. */
   viewOnce?: true;
   groupId?: string;
+  group?: GroupRef;
 }
 
 /**
@@ -227,6 +235,7 @@ export interface EditEvent extends EventBase {
   mentions?: Mention[];
   styles?: StyleRange[];
   groupId?: string;
+  group?: GroupRef;
 }
 
 /** The sender deleted their message `targetTimestamp` for everyone (DataMessage.delete). */
@@ -234,6 +243,7 @@ export interface DeleteEvent extends EventBase {
   type: 'delete';
   targetTimestamp: number;
   groupId?: string;
+  group?: GroupRef;
 }
 
 /**
@@ -245,6 +255,7 @@ export interface TimerEvent extends EventBase {
   expiresInSeconds: number;
   version?: number;
   groupId?: string;
+  group?: GroupRef;
 }
 
 export interface ReceiptEvent extends EventBase {
@@ -257,6 +268,7 @@ export interface TypingEvent extends EventBase {
   type: 'typing';
   action: 'started' | 'stopped';
   groupId?: string;
+  group?: GroupRef;
 }
 
 /** A transcript of a message our own account sent from another device (the phone). */
@@ -276,6 +288,30 @@ export interface IdentityChangeEvent {
   blocked: boolean;
 }
 
+/**
+ * A group's state changed (a group message carried a newer revision, or a group change): what the
+ * engine can tell by comparing the state it had with the one it fetched. `from` sent the message
+ * that announced it (not necessarily who made the change).
+ */
+export interface GroupUpdateEvent extends EventBase {
+  type: 'group-update';
+  group: GroupRef;
+  groupId: string;
+  revision: number;
+  /** The revision the engine had before, absent when the group was new to it. */
+  previousRevision?: number;
+  /** The new title, when it changed. */
+  title?: string;
+  /** The new disappearing-messages timer in seconds (0 = off), when it changed. */
+  timerSeconds?: number;
+  /** Member ACIs that joined, and that left or were removed. */
+  membersAdded?: string[];
+  membersRemoved?: string[];
+  /** Service ids newly invited, and invitations gone (accepted, declined or revoked). */
+  pendingAdded?: string[];
+  pendingRemoved?: string[];
+}
+
 export type IncomingEvent =
   | MessageEvent
   | EditEvent
@@ -284,4 +320,5 @@ export type IncomingEvent =
   | ReceiptEvent
   | TypingEvent
   | SyncEvent
+  | GroupUpdateEvent
   | IdentityChangeEvent;

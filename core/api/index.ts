@@ -16,3 +16,5 @@ export * from './keys';
 export * from './messages';
 export * from './registration';
 export * from './profiles';
+export * from './groups';
+export * from './storage';

@@ -26,9 +26,11 @@ import {
 } from './protocol';
 import { AccountTable, ContactsTable, type AccountRecord } from './records';
 import { ConversationsTable, ReceivedLog, SentLog } from './logs';
+import { GroupsTable } from './groups';
 
 export * from './records';
 export * from './logs';
+export * from './groups';
 export type { IdentityKind, TrustState } from './protocol';
 export { openDatabase, schemaVersion, migrate } from './database';
 export { MIGRATIONS } from './migrations';
@@ -80,6 +82,7 @@ export class SignalStore {
   readonly received: ReceivedLog;
   readonly sent: SentLog;
   readonly conversations: ConversationsTable;
+  readonly groups: GroupsTable;
   identityTrust: IdentityTrust;
   onIdentityChange: ((serviceId: string) => void) | undefined;
   private readonly backend: DbBackend;
@@ -102,6 +105,7 @@ export class SignalStore {
     this.received = new ReceivedLog(this.db, this.now);
     this.sent = new SentLog(this.db, this.now);
     this.conversations = new ConversationsTable(this.db, this.now);
+    this.groups = new GroupsTable(this.db);
     this.s = {
       savePreKey: this.db.prepare(
         'INSERT OR REPLACE INTO prekeys (our_kind, key_id, record, created_at) VALUES (?, ?, ?, ?)',

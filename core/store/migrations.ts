@@ -191,4 +191,23 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       ALTER TABLE contacts ADD COLUMN profile_fetched_at INTEGER;
     `);
   },
+  // v8: groups v2 as the engine knows them (issue 16): the state decrypted from the group server,
+  // keyed by the group id (base64 identifier), with the master key that decrypts it, the members
+  // (JSON: ACI, profile key, role), the pending members, and the send endorsements and their expiry.
+  (db) => {
+    db.exec(`
+      CREATE TABLE groups (
+        id TEXT PRIMARY KEY,
+        master_key BLOB NOT NULL,
+        revision INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        timer_seconds INTEGER NOT NULL DEFAULT 0,
+        members TEXT NOT NULL,
+        pending_members TEXT NOT NULL,
+        endorsements BLOB,
+        endorsements_expiration INTEGER,
+        fetched_at INTEGER NOT NULL
+      );
+    `);
+  },
 ];

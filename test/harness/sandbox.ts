@@ -174,6 +174,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       transport: 'http2',
       // As Signal-Desktop's mock tests configure it: the mock serves CDN 3 under /cdn3.
       cdnUrls: { 0: url, 2: url, 3: `${url}/cdn3` },
+      // The mock serves the storage service (groups, storage records) under /storageService.
+      storageUrl: `${url}/storageService`,
+      serverPublicParams: certs.serverPublicParams,
     },
     get directoryCredentials() {
       return credentialLog.slice(firstCredential);
