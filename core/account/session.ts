@@ -176,6 +176,8 @@ export class AccountSession {
       onQueueEmpty: opts.onQueueEmpty,
       sendDeliveryReceipt: (to, timestamps) => this.sendDeliveryReceipt(to, timestamps),
       onContactsBlob: opts.onContactsBlob,
+      onGroupContext: (note) => this.groups.noteContext(note),
+      onStorageChanged: () => this.groups.noteStorageChanged(),
       now,
     });
     this.prekeys = new PreKeyMaintenance({
@@ -223,6 +225,14 @@ export class AccountSession {
         );
       } catch (e) {
         this.opts.logger.warn('could not record the chat timer', e);
+      }
+    }
+    // The group as stored now (its title once fetched); a newer revision is fetched after the emit.
+    if ('groupId' in ev && ev.groupId && ev.type !== 'group-update') {
+      try {
+        ev.group = this.groups.describe(ev.groupId);
+      } catch (e) {
+        this.opts.logger.warn('could not read the stored group', e);
       }
     }
     this.opts.emit(ev);

@@ -67,7 +67,8 @@ export interface GroupDirectoryOptions {
   now: () => number;
 }
 
-const toInfo = (g: GroupRecord): GroupInfo => ({
+/** What the engine lists of a group: no keys. */
+export const groupInfoOf = (g: GroupRecord): GroupInfo => ({
   id: g.id,
   title: g.title,
   revision: g.revision,
@@ -138,7 +139,7 @@ export class GroupDirectory implements GroupStatePort {
 
   /** The stored groups, by title (no keys). */
   list(): GroupInfo[] {
-    return this.opts.store.all().map(toInfo);
+    return this.opts.store.all().map(groupInfoOf);
   }
 
   /** The group an event belongs to, as stored now (title absent while its state is unknown). */
