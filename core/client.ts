@@ -37,6 +37,8 @@ import {
   type RegistrationStatus,
   type StartRegistrationOptions,
 } from './registration/registrar';
+import { groupInfoOf, type GroupDirectory } from './groups/directory';
+import type { GroupInfo } from './groups/types';
 import type { PendingIdentity } from './store';
 import { SyncMessage } from '../proto';
 import type {
@@ -191,6 +193,12 @@ export class SignalClient extends AccountHost {
       await this.requestSync().catch((e: unknown) =>
         this.logger.warn('could not request contacts', e),
       );
+    }
+    // A linked device lists its groups from the storage service (the phone keeps them there).
+    if (how === 'linked' && this.session) {
+      void this.session.groups
+        .refreshFromStorage()
+        .catch((e: unknown) => this.logger.warn('could not list the groups', e));
     }
     return account;
   }
@@ -414,6 +422,23 @@ export class SignalClient extends AccountHost {
     });
     await api.setProfile(this.requireSession().chat, body);
     this.logger.info('profile name set');
+  }
+
+  /**
+   * The account's groups as stored (no keys), by title. `refresh: true` first reads the storage
+   * service (a linked device) and refetches every group from the group server.
+   */
+  async groups(opts: { refresh?: boolean } = {}): Promise<GroupInfo[]> {
+    this.assertOpen();
+    const store = this.requireStore();
+    if (opts.refresh) return this.requireSession().groups.refresh();
+    return store.groups.all().map(groupInfoOf);
+  }
+
+  /** The group directory (core/groups/directory.ts): the GroupStatePort the group sender uses. */
+  groupDirectory(): GroupDirectory {
+    this.requireStore();
+    return this.requireSession().groups;
   }
 
   /** Links and registrations in progress end before the account is torn down. */

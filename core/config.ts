@@ -14,7 +14,16 @@ export interface Environment {
   name: ServerName;
   /** Base URL of the chat service (REST and WebSocket), no trailing slash. */
   chatUrl: string;
+  /**
+   * Base URL of the storage service (the group server's `/v2/groups…` and the storage records'
+   * `/v1/storage…`), no trailing slash.
+   */
   storageUrl: string;
+  /**
+   * Base64 zkgroup ServerPublicParams: group auth credentials and endorsements are checked against
+   * them. Null for a custom server configured without them (then groups cannot be fetched).
+   */
+  serverPublicParams: string | null;
   /** CDN base URLs by CDN number (0, 2, 3). */
   cdnUrls: Record<number, string>;
   /** PEM of the CA the chat and CDN hosts' certificates must chain to. Verification is never off. */
@@ -25,11 +34,6 @@ export interface Environment {
   /** Which libsignal Net environment reaches CDSI; null where libsignal cannot (custom). */
   cdsi: 'production' | 'staging' | null;
   userAgent: string;
-  /**
-   * Base64 zkgroup ServerPublicParams (group send tokens check against them); absent: group sends
-   * authorize with access keys only.
-   */
-  serverPublicParams?: string;
 }
 
 export interface EnvironmentOptions {
@@ -40,13 +44,15 @@ export interface EnvironmentOptions {
   trustRoots?: string | string[];
   transport?: TransportKind;
   cdnUrls?: Record<number, string>;
+  /** Custom server only: the storage service's base URL (default: `<serviceUrl>/storageService`, the mock's). */
+  storageUrl?: string;
+  /** Custom server only: its base64 zkgroup ServerPublicParams (needed for groups). */
+  serverPublicParams?: string | null;
   /**
    * User-Agent to send instead of USER_AGENT: only for a custom server (one that asks its clients
    * to name themselves some other way). Signal's own servers always get the honest default.
    */
   userAgent?: string;
-  /** A custom server's zkgroup public params (base64), for group send tokens. */
-  serverPublicParams?: string;
 }
 
 /** The version in the package.json of the package named `name`, found upward from `from`. */
@@ -118,6 +124,40 @@ export function environmentKey(env: Environment): string {
   return env.name === 'custom' ? `custom ${env.chatUrl}` : env.name;
 }
 
+/** Signal's zkgroup ServerPublicParams (as Signal's apps configure them). */
+const SERVER_PUBLIC_PARAMS = {
+  production:
+    'AMhf5ywVwITZMsff/eCyudZx9JDmkkkbV6PInzG4p8x3VqVJSFiMvnvlEKWuRob/1eaIetR31IYeAbm0NdOuHH8Qi+Rexi1wLlpzIo1gstHWBfZzy1+qHRV5A4TqPp15YzBPm0WSggW6PbSn+F4lf57VCnHF7p8SvzAA2ZZJPYJURt8X7bbg+H3i+PEjH9DXItNEqs2sNcug37xZQDLm7X36nOoGPs54XsEGzPdEV+itQNGUFEjY6X9Uv+Acuks7NpyGvCoKxGwgKgE5XyJ+nNKlyHHOLb6N1NuHyBrZrgtY/JYJHRooo5CEqYKBqdFnmbTVGEkCvJKxLnjwKWf+fEPoWeQFj5ObDjcKMZf2Jm2Ae69x+ikU5gBXsRmoF94GXTLfN0/vLt98KDPnxwAQL9j5V1jGOY8jQl6MLxEs56cwXN0dqCnImzVH3TZT1cJ8SW1BRX6qIVxEzjsSGx3yxF3suAilPMqGRp4ffyopjMD1JXiKR2RwLKzizUe5e8XyGOy9fplzhw3jVzTRyUZTRSZKkMLWcQ/gv0E4aONNqs4P+NameAZYOD12qRkxosQQP5uux6B2nRyZ7sAV54DgFyLiRcq1FvwKw2EPQdk4HDoePrO/RNUbyNddnM/mMgj4FW65xCoT1LmjrIjsv/Ggdlx46ueczhMgtBunx1/w8k8V+l8LVZ8gAT6wkU5J+DPQalQguMg12Jzug3q4TbdHiGCmD9EunCwOmsLuLJkz6EcSYXtrlDEnAM+hicw7iergYLLlMXpfTdGxJCWJmP4zqUFeTTmsmhsjGBt7NiEB/9pFFEB3pSbf4iiUukw63Eo8Aqnf4iwob6X1QviCWuc8t0LUlT9vALgh/f2DPVOOmR0RW6bgRvc7DSF20V/omg+YBw==',
+  staging:
+    'ABSY21VckQcbSXVNCGRYJcfWHiAMZmpTtTELcDmxgdFbtp/bWsSxZdMKzfCp8rvIs8ocCU3B37fT3r4Mi5qAemeGeR2X+/YmOGR5ofui7tD5mDQfstAI9i+4WpMtIe8KC3wU5w3Inq3uNWVmoGtpKndsNfwJrCg0Hd9zmObhypUnSkfYn2ooMOOnBpfdanRtrvetZUayDMSC5iSRcXKpdlukrpzzsCIvEwjwQlJYVPOQPj4V0F4UXXBdHSLK05uoPBCQG8G9rYIGedYsClJXnbrgGYG3eMTG5hnx4X4ntARBgELuMWWUEEfSK0mjXg+/2lPmWcTZWR9nkqgQQP0tbzuiPm74H2wMO4u1Wafe+UwyIlIT9L7KLS19Aw8r4sPrXZSSsOZ6s7M1+rTJN0bI5CKY2PX29y5Ok3jSWufIKcgKOnWoP67d5b2du2ZVJjpjfibNIHbT/cegy/sBLoFwtHogVYUewANUAXIaMPyCLRArsKhfJ5wBtTminG/PAvuBdJ70Z/bXVPf8TVsR292zQ65xwvWTejROW6AZX6aqucUjlENAErBme1YHmOSpU6tr6doJ66dPzVAWIanmO/5mgjNEDeK7DDqQdB1xd03HT2Qs2TxY3kCK8aAb/0iM0HQiXjxZ9HIgYhbtvGEnDKW5ILSUydqH/KBhW4Pb0jZWnqN/YgbWDKeJxnDbYcUob5ZY5Lt5ZCMKuaGUvCJRrCtuugSMaqjowCGRempsDdJEt+cMaalhZ6gczklJB/IbdwENW9KeVFPoFNFzhxWUIS5ML9riVYhAtE6JE5jX0xiHNVIIPthb458cfA8daR0nYfYAUKogQArm0iBezOO+mPk5vCNWI+wwkyFCqNDXz/qxl1gAntuCJtSfq9OC3NkdhQlgYQ==',
+};
+
+function customStorageUrl(input: string | undefined, base: string): string {
+  const raw = (input ?? '').trim();
+  // Signal's mock server serves the storage service under /storageService of its one host.
+  if (!raw) return `${base}/storageService`;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new InvalidInputError(`Storage URL "${raw}" is not a valid URL`);
+  }
+  if (url.protocol !== 'https:')
+    throw new InvalidInputError(`Storage URL "${raw}" must use https://`);
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+function customServerParams(input: string | null | undefined): string | null {
+  const raw = (input ?? '').trim();
+  if (!raw) return null;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(raw) || Buffer.from(raw, 'base64').length < 100) {
+    throw new InvalidInputError(
+      'The server public params must be base64 zkgroup ServerPublicParams',
+    );
+  }
+  return raw;
+}
+
 export function resolveEnvironment(opts: EnvironmentOptions): Environment {
   switch (opts.server) {
     case 'production':
@@ -125,6 +165,7 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         name: 'production',
         chatUrl: 'https://chat.signal.org',
         storageUrl: 'https://storage.signal.org',
+        serverPublicParams: SERVER_PUBLIC_PARAMS.production,
         cdnUrls: {
           0: 'https://cdn.signal.org',
           2: 'https://cdn2.signal.org',
@@ -144,6 +185,7 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         name: 'staging',
         chatUrl: 'https://chat.staging.signal.org',
         storageUrl: 'https://storage-staging.signal.org',
+        serverPublicParams: SERVER_PUBLIC_PARAMS.staging,
         cdnUrls: {
           0: 'https://cdn-staging.signal.org',
           2: 'https://cdn2-staging.signal.org',
@@ -181,7 +223,8 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
       return {
         name: 'custom',
         chatUrl: base,
-        storageUrl: base,
+        storageUrl: customStorageUrl(opts.storageUrl, base),
+        serverPublicParams: customServerParams(opts.serverPublicParams),
         // One host for all (Signal-Server serves no CDN itself); CDN 3 under /cdn3, where Signal's mock
         // server serves it (Signal-Desktop's mock tests configure `cdn3: url + '/cdn3'` alike).
         cdnUrls: opts.cdnUrls ?? { 0: base, 2: base, 3: `${base}/cdn3` },
@@ -190,7 +233,6 @@ export function resolveEnvironment(opts: EnvironmentOptions): Environment {
         transport: opts.transport ?? 'auto',
         cdsi: null,
         userAgent: customUserAgent(opts.userAgent),
-        ...(opts.serverPublicParams ? { serverPublicParams: opts.serverPublicParams } : {}),
       };
     }
     default:

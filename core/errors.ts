@@ -25,6 +25,8 @@ export type SignalErrorCode =
   | 'REGISTRATION'
   | 'CLIENT_TOO_OLD'
   | 'ENVIRONMENT_MISMATCH'
+  | 'GROUP_NOT_FOUND'
+  | 'NOT_A_MEMBER'
   | 'CLOSED';
 
 export class SignalError extends Error {
@@ -232,4 +234,26 @@ export function isSignalError(e: unknown): e is SignalError {
 export function toSignalError(e: unknown, code: SignalErrorCode, message: string): SignalError {
   if (e instanceof SignalError) return e;
   return new SignalError(code, message, { cause: e });
+}
+
+/** The group server knows no group with this id (or the engine cannot fetch it: no master key). */
+export class GroupNotFoundError extends SignalError {
+  readonly groupId: string;
+  constructor(
+    groupId: string,
+    reason = 'is not a group this account knows',
+    options?: { cause?: unknown },
+  ) {
+    super('GROUP_NOT_FOUND', `Group ${groupId} ${reason}`, options);
+    this.groupId = groupId;
+  }
+}
+
+/** The group exists, but this account is not (or no longer) one of its members. */
+export class NotAMemberError extends SignalError {
+  readonly groupId: string;
+  constructor(groupId: string, options?: { cause?: unknown }) {
+    super('NOT_A_MEMBER', `This account is not a member of group ${groupId}`, options);
+    this.groupId = groupId;
+  }
 }

@@ -219,6 +219,13 @@ export interface AttachmentOptions {
   timeoutMs?: number;
 }
 
+/** The group an event belongs to, as far as the engine knows it (title once its state is fetched). */
+export interface GroupRef {
+  /** Base64 group identifier (the same as the event's `groupId`). */
+  id: string;
+  title?: string;
+}
+
 export interface MessageEvent extends EventBase {
   type: 'message';
   body: string;
@@ -236,6 +243,7 @@ export interface MessageEvent extends EventBase {
   /** View-once: Signal's apps show it once, then delete it. */
   viewOnce?: true;
   groupId?: string;
+  group?: GroupRef;
 }
 
 /**
@@ -249,6 +257,7 @@ export interface EditEvent extends EventBase {
   mentions?: Mention[];
   styles?: StyleRange[];
   groupId?: string;
+  group?: GroupRef;
 }
 
 /** The sender deleted their message `targetTimestamp` for everyone (DataMessage.delete). */
@@ -256,6 +265,7 @@ export interface DeleteEvent extends EventBase {
   type: 'delete';
   targetTimestamp: number;
   groupId?: string;
+  group?: GroupRef;
 }
 
 /**
@@ -267,6 +277,7 @@ export interface TimerEvent extends EventBase {
   expiresInSeconds: number;
   version?: number;
   groupId?: string;
+  group?: GroupRef;
 }
 
 export interface ReceiptEvent extends EventBase {
@@ -279,6 +290,7 @@ export interface TypingEvent extends EventBase {
   type: 'typing';
   action: 'started' | 'stopped';
   groupId?: string;
+  group?: GroupRef;
 }
 
 /** A transcript of a message our own account sent from another device (the phone). */
@@ -298,6 +310,30 @@ export interface IdentityChangeEvent {
   blocked: boolean;
 }
 
+/**
+ * A group's state changed (a group message carried a newer revision, or a group change): what the
+ * engine can tell by comparing the state it had with the one it fetched. `from` sent the message
+ * that announced it (not necessarily who made the change).
+ */
+export interface GroupUpdateEvent extends EventBase {
+  type: 'group-update';
+  group: GroupRef;
+  groupId: string;
+  revision: number;
+  /** The revision the engine had before, absent when the group was new to it. */
+  previousRevision?: number;
+  /** The new title, when it changed. */
+  title?: string;
+  /** The new disappearing-messages timer in seconds (0 = off), when it changed. */
+  timerSeconds?: number;
+  /** Member ACIs that joined, and that left or were removed. */
+  membersAdded?: string[];
+  membersRemoved?: string[];
+  /** Service ids newly invited, and invitations gone (accepted, declined or revoked). */
+  pendingAdded?: string[];
+  pendingRemoved?: string[];
+}
+
 export type IncomingEvent =
   | MessageEvent
   | EditEvent
@@ -306,4 +342,5 @@ export type IncomingEvent =
   | ReceiptEvent
   | TypingEvent
   | SyncEvent
+  | GroupUpdateEvent
   | IdentityChangeEvent;

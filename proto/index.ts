@@ -21,6 +21,17 @@ export import ProvisioningAddress = signalservice.ProvisioningAddress;
 export import ProvisionEnvelope = signalservice.ProvisionEnvelope;
 export import ProvisionMessage = signalservice.ProvisionMessage;
 export import DeviceName = signalservice.DeviceName;
+export import Group = signalservice.Group;
+export import GroupChange = signalservice.GroupChange;
+export import GroupChanges = signalservice.GroupChanges;
+export import GroupResponse = signalservice.GroupResponse;
+export import GroupAttributeBlob = signalservice.GroupAttributeBlob;
+export import GroupMemberRole = signalservice.Member.Role;
+export import StorageManifest = signalservice.StorageManifest;
+export import StorageItems = signalservice.StorageItems;
+export import ReadOperation = signalservice.ReadOperation;
+export import ManifestRecord = signalservice.ManifestRecord;
+export import StorageRecord = signalservice.StorageRecord;
 
 export { signalservice, Long };
 

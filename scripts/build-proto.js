@@ -12,6 +12,8 @@ const sources = [
   'WebSocketResources.proto',
   'Provisioning.proto',
   'DeviceName.proto',
+  'Groups.proto',
+  'SignalStorage.proto',
 ].map((f) => path.join(protoDir, f));
 const outJs = path.join(protoDir, 'compiled.js');
 const outDts = path.join(protoDir, 'compiled.d.ts');

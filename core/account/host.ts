@@ -194,7 +194,7 @@ export class AccountHost extends EventEmitter<SignalClientEvents> {
 
   /** Where group sends read a group's state (core/groups/types.ts). */
   protected get groupState(): GroupStatePort {
-    return this.ports.groups;
+    return this.ports.groups ?? this.requireSession().groups;
   }
 
   protected requireSession(): AccountSession {

@@ -6,7 +6,6 @@
  * socket, hand envelopes to the receiver, spy on sends), so that the client carries no test hooks
  * and nothing reaches into its private fields.
  */
-import { ProtocolError } from '../errors';
 import type { GroupStatePort } from '../groups/types';
 import { Receiver, type ReceiverOptions } from '../messaging/receiver';
 import type { SenderApi } from '../messaging/sender';
@@ -26,14 +25,14 @@ export interface ClientPorts {
   /** Wraps the REST calls the sender makes (bundles, message PUTs, sender certificates). */
   senderApi?: (api: SenderApi) => SenderApi;
   /**
-   * Where group sends read a group's state (members, profile keys, endorsements). Default: none
-   * yet on this branch (the group directory of h-gstate takes its place when merged).
+   * Where group sends read a group's state (members, profile keys, endorsements). Default: the
+   * session's group directory (core/groups/directory.ts); tests may hand in records of their own.
    */
   groups?: GroupStatePort;
 }
 
-/** The ports with every default filled in: what the engine calls. */
-export type Ports = Required<ClientPorts>;
+/** The ports with every default filled in (group state: the session's, unless given). */
+export type Ports = Required<Omit<ClientPorts, 'groups'>> & Pick<ClientPorts, 'groups'>;
 
 export function withDefaults(ports: ClientPorts = {}): Ports {
   return {
@@ -41,8 +40,6 @@ export function withDefaults(ports: ClientPorts = {}): Ports {
     chat: ports.chat ?? ((options) => new PersistentChat(options)),
     receiver: ports.receiver ?? ((options) => new Receiver(options)),
     senderApi: ports.senderApi ?? ((api) => api),
-    groups: ports.groups ?? {
-      get: () => Promise.reject(new ProtocolError('Group state is not available in this build')),
-    },
+    ...(ports.groups ? { groups: ports.groups } : {}),
   };
 }

@@ -11,12 +11,15 @@ import {
   type AttachmentPolicy,
 } from '../messaging/attachments';
 import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
+// Not re-exported from the package's index (NEXT-WAVE §2.4): the file itself.
+import { AccountEntropyPool } from '@signalapp/libsignal-client/dist/AccountKeys.js';
 import * as api from '../api';
 import type { IdentityKind, KeyUpload } from '../api';
 import type { Environment } from '../config';
 import type { SignalError } from '../errors';
 import type { Logger } from '../log';
 import { ProfileNames } from '../directory/profiles';
+import { GroupDirectory } from '../groups/directory';
 import { UnauthorizedError } from '../errors';
 import { deliveryReceipt } from '../messaging/compose';
 import { timerOf } from '../messaging/content';
@@ -27,13 +30,14 @@ import { RetryReceipts } from '../messaging/retry-receipts';
 import { Sender, type SenderApi } from '../messaging/sender';
 import { GroupSender } from '../groups/group-sender';
 import { DEFAULT_KEEPALIVE, type KeepaliveOptions } from '../net/connection';
+import { storageRequester } from '../net/https';
 import {
   DEFAULT_BACKOFF,
   type BackoffOptions,
   type ChatState,
   type PersistentChat,
 } from '../net/persistent';
-import type { SignalStore } from '../store';
+import type { AccountRecord, SignalStore } from '../store';
 import type { Ports } from './ports';
 import type { IncomingEvent } from '../types';
 import type { signalservice } from '../../proto';
@@ -80,6 +84,11 @@ export class AccountSession {
   readonly chat: PersistentChat;
   /** Senders' profile names, fetched after their messages are emitted (core/directory/profiles.ts). */
   readonly profiles: ProfileNames;
+  /**
+   * The account's groups v2 (core/groups/directory.ts): the GroupStatePort the group sender uses,
+   * refreshed by group messages and (linked device) the storage service.
+   */
+  readonly groups: GroupDirectory;
   private unauthChat: PersistentChat | null = null;
   private readonly retries: RetryReceipts;
   /** While a new account uploads its first one-time keys, maintenance must not upload a batch too. */
@@ -141,6 +150,34 @@ export class AccountSession {
       logger,
       now,
     });
+    const storage = storageRequester(opts.environment);
+    this.groups = new GroupDirectory({
+      store: {
+        get: (id) => store.groups.get(id),
+        all: () => store.groups.all(),
+        save: (g) => store.groups.save(g),
+        delete: (id) => store.groups.delete(id),
+        fillProfileKey: (aci, profileKey) => {
+          if (store.contacts.findByServiceId(aci)?.profileKey) return;
+          store.contacts.upsert({ aci, profileKey, source: 'message' });
+        },
+        setTimer: (conversation, seconds) =>
+          void store.conversations.noteTimer(conversation, seconds, 0),
+      },
+      server: {
+        credentials: (start, end) => api.getGroupCredentials(this.chat, start, end),
+        getGroup: (id, auth) => api.getGroup(storage, id, auth),
+        auth: () => api.getStorageAuth(this.chat),
+        manifest: (auth) => api.getStorageManifest(storage, auth),
+        read: (auth, keys) => api.readStorageItems(storage, auth, keys),
+      },
+      self: { aci: account.aci, pni: account.pni },
+      serverPublicParams: opts.environment.serverPublicParams,
+      accountMasterKey: () => accountMasterKey(store.requireAccount()),
+      emit: (ev) => this.opts.emit(ev),
+      logger,
+      now,
+    });
     this.retries = new RetryReceipts({ store, sender: this.sender, chat: () => this.chat, logger });
     this.receiver = opts.ports.receiver({
       store: receiverPort(store),
@@ -167,6 +204,8 @@ export class AccountSession {
       onQueueEmpty: opts.onQueueEmpty,
       sendDeliveryReceipt: (to, timestamps) => this.sendDeliveryReceipt(to, timestamps),
       onContactsBlob: opts.onContactsBlob,
+      onGroupContext: (note) => this.groups.noteContext(note),
+      onStorageChanged: () => this.groups.noteStorageChanged(),
       now,
     });
     this.prekeys = new PreKeyMaintenance({
@@ -214,6 +253,14 @@ export class AccountSession {
         );
       } catch (e) {
         this.opts.logger.warn('could not record the chat timer', e);
+      }
+    }
+    // The group as stored now (its title once fetched); a newer revision is fetched after the emit.
+    if ('groupId' in ev && ev.groupId && ev.type !== 'group-update') {
+      try {
+        ev.group = this.groups.describe(ev.groupId);
+      } catch (e) {
+        this.opts.logger.warn('could not read the stored group', e);
       }
     }
     this.opts.emit(ev);
@@ -339,6 +386,7 @@ export class AccountSession {
     if (this.closed) return;
     this.closed = true;
     this.profiles.close();
+    this.groups.close();
     this.prekeys.stop();
     this.chat.removeAllListeners('state');
     this.unauthChat?.removeAllListeners('state');
@@ -347,6 +395,21 @@ export class AccountSession {
     await new Promise((r) => setImmediate(r));
     this.receiver.stop();
   }
+}
+
+/**
+ * The key the account's storage service records are encrypted under: from the account entropy pool
+ * when the phone sent one (current apps), else the master key it sent; null for neither.
+ */
+function accountMasterKey(account: AccountRecord): Uint8Array | null {
+  if (account.accountEntropyPool) {
+    try {
+      return AccountEntropyPool.deriveSvrKey(account.accountEntropyPool);
+    } catch {
+      // fall back to the master key the phone sent beside it
+    }
+  }
+  return account.masterKey;
 }
 
 /** The receiver's view of the store: the received log, contacts, units of work. */

@@ -17,3 +17,5 @@ export * from './messages';
 export * from './multi-recipient';
 export * from './registration';
 export * from './profiles';
+export * from './groups';
+export * from './storage';

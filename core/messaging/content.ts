@@ -12,6 +12,7 @@ import {
   Content,
   DataMessage,
   ReceiptMessage,
+  SyncMessage,
   TypingMessage,
   signalservice,
   toNumber,
@@ -84,6 +85,32 @@ export interface ContentEffects {
   contactsBlob?: signalservice.IAttachmentPointer;
   /** A retry request: the serialized DecryptionErrorMessage (§6). */
   decryptionError?: Uint8Array;
+  /**
+   * The group context (GroupContextV2) of a group message, or of our own device's transcript of
+   * one: for the group directory (core/groups), which refetches a group it lacks or holds older.
+   */
+  groupContext?: GroupContextEffect;
+  /** Our primary says the storage service changed (SyncMessage.fetchLatest STORAGE_MANIFEST). */
+  fetchStorage?: true;
+}
+
+export interface GroupContextEffect {
+  masterKey: Uint8Array;
+  revision: number;
+  /** It carried a signed group change. */
+  change: boolean;
+}
+
+function groupContextOf(
+  dm: signalservice.IDataMessage | null | undefined,
+): GroupContextEffect | undefined {
+  const g = dm?.groupV2;
+  if (!g?.masterKey || g.masterKey.length !== 32) return undefined;
+  return {
+    masterKey: new Uint8Array(g.masterKey),
+    revision: g.revision ?? 0,
+    change: Boolean(g.groupChange && g.groupChange.length > 0),
+  };
 }
 
 function quoteOf(q: signalservice.DataMessage.IQuote | null | undefined): Quote | undefined {
@@ -344,6 +371,14 @@ export function contentEffects(content: Content, ctx: EnvelopeContext): ContentE
     }
   }
   if (sync?.contacts?.blob) effects.contactsBlob = sync.contacts.blob;
+  const groupContext =
+    groupContextOf(dm) ??
+    groupContextOf(content.editMessage?.dataMessage) ??
+    groupContextOf(sync?.sent?.message ?? sync?.sent?.editMessage?.dataMessage);
+  if (groupContext) effects.groupContext = groupContext;
+  if (sync?.fetchLatest?.type === SyncMessage.FetchLatest.Type.STORAGE_MANIFEST) {
+    effects.fetchStorage = true;
+  }
   if (content.decryptionErrorMessage && content.decryptionErrorMessage.length > 0) {
     effects.decryptionError = content.decryptionErrorMessage;
   }

@@ -14,8 +14,8 @@ import type {
 import { Envelope, toNumber } from '../../proto';
 import type { Logger } from '../log';
 import type { IncomingRequest } from '../net/types';
-import type { IncomingEvent } from '../types';
-import { serviceIdFrom, type ContentEffects } from './content';
+import type { IncomingEvent, Sender } from '../types';
+import { serviceIdFrom, type ContentEffects, type GroupContextEffect } from './content';
 import {
   Decryptor,
   DropError,
@@ -53,6 +53,13 @@ export interface ReceiverOptions {
   onRetryRequest: (from: string, device: number, request: DecryptionErrorMessage) => Promise<void>;
   /** A contacts sync blob arrived from our own primary (§7). */
   onContactsBlob?: (blob: NonNullable<ContentEffects['contactsBlob']>) => void;
+  /**
+   * A group message's context (after its ACK and emit, as a follow-up): the group directory
+   * refetches the group when it lacks it or holds it older. Must not block (it schedules its work).
+   */
+  onGroupContext?: (note: GroupContextNote) => void;
+  /** Our own primary says the storage service changed (SyncMessage.fetchLatest). Must not block. */
+  onStorageChanged?: () => void;
   /** The server said its stored queue is drained. */
   onQueueEmpty?: () => void;
   /**
@@ -240,6 +247,30 @@ export class Receiver {
       const onBlob = this.opts.onContactsBlob;
       this.inbox.followUp(() => Promise.resolve(onBlob(blob)));
     }
+    const group = decrypted.effects.groupContext;
+    const onGroup = this.opts.onGroupContext;
+    if (group && onGroup) {
+      const note: GroupContextNote = {
+        ...group,
+        from: sender,
+        timestamp,
+        serverTimestamp,
+        sealed: ident.sealed,
+      };
+      this.inbox.followUp(() => Promise.resolve(onGroup(note)));
+    }
+    const onStorage = this.opts.onStorageChanged;
+    if (decrypted.effects.fetchStorage && sender.aci === this.opts.self.aci && onStorage) {
+      this.inbox.followUp(() => Promise.resolve(onStorage()));
+    }
     return status;
   }
+}
+
+/** What the receiver tells the group directory of a group message (core/groups/directory.ts). */
+export interface GroupContextNote extends GroupContextEffect {
+  from: Sender;
+  timestamp: number;
+  serverTimestamp: number;
+  sealed: boolean;
 }

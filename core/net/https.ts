@@ -9,6 +9,7 @@ import https from 'node:https';
 import type { Environment } from '../config';
 import { CancelledError, NetworkError, ServerError, TimeoutError } from '../errors';
 import { connectTls } from './transport';
+import type { ChatRequester, ChatResponse } from './types';
 
 export interface GetOptions {
   /** Whole download, connection included; default 30 s. */
@@ -170,4 +171,143 @@ export function httpsGetStream(
       req.on('error', onError);
     });
   });
+}
+
+export interface HttpsRequest {
+  method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  /** An https:// URL. */
+  url: string;
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+  /** Whole request, connection included; default 30 s. */
+  timeoutMs?: number;
+  /** Refuse answers larger than this; default 16 MiB. */
+  maxBytes?: number;
+}
+
+/**
+ * One HTTPS request with any method, headers and body, answered with its status, headers
+ * (lower-cased) and body whatever the status: for the storage service's REST calls (group state,
+ * storage records), which core/api interprets. Verified against the environment's CA; HTTP/2 when
+ * the server picks it by ALPN, else HTTP/1.1. Rejects with NetworkError or TimeoutError only.
+ */
+export function httpsRequest(env: Environment, req: HttpsRequest): Promise<ChatResponse> {
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    return Promise.reject(new NetworkError('Refusing a request to an invalid URL'));
+  }
+  if (url.protocol !== 'https:') {
+    return Promise.reject(new NetworkError(`Refusing a non-https request: ${url.origin}`));
+  }
+  const timeoutMs = req.timeoutMs ?? 30_000;
+  const maxBytes = req.maxBytes ?? 16 * 1024 * 1024;
+  const what = `${req.method} ${url.host}${url.pathname}`;
+  const headers: Record<string, string> = {
+    'user-agent': env.userAgent,
+    ...Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+    ...(req.body ? { 'content-length': String(req.body.length) } : {}),
+  };
+  return new Promise<ChatResponse>((resolve, reject) => {
+    let settled = false;
+    let session: http2.ClientHttp2Session | null = null;
+    let request: { destroy(): void } | null = null;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let status = 0;
+    let answerHeaders: Record<string, string> = {};
+    const socket = connectTls(env, url);
+    const finish = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        request?.destroy();
+        session?.destroy();
+        socket.destroy();
+        return reject(err);
+      }
+      if (session) session.close();
+      else socket.destroy();
+      resolve({
+        status,
+        message: '',
+        headers: answerHeaders,
+        body: new Uint8Array(Buffer.concat(chunks, size)),
+      });
+    };
+    const timer = setTimeout(() => finish(new TimeoutError(what, timeoutMs)), timeoutMs);
+    const onChunk = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes)
+        return finish(new NetworkError(`${what}: answer larger than ${maxBytes} bytes`));
+      chunks.push(chunk);
+    };
+    const onError = (e: Error) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e }));
+    const flat = (h: Record<string, string | string[] | number | undefined>) => {
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(h)) {
+        if (v === undefined || k.startsWith(':')) continue;
+        out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : String(v);
+      }
+      return out;
+    };
+    socket.on('error', onError);
+    socket.once('secureConnect', () => {
+      if (settled) return;
+      if (socket.alpnProtocol === 'h2') {
+        const s = http2.connect(url.origin, { createConnection: () => socket });
+        session = s;
+        s.on('error', onError);
+        const r = s.request({
+          ':method': req.method,
+          ':path': url.pathname + url.search,
+          ...headers,
+        });
+        request = r;
+        r.once('response', (h) => {
+          status = Number(h[':status']);
+          answerHeaders = flat(h);
+        });
+        r.on('data', onChunk);
+        r.once('end', () => finish(null));
+        r.on('error', onError);
+        r.end(req.body ? Buffer.from(req.body) : undefined);
+        return;
+      }
+      const r = https.request(url, {
+        method: req.method,
+        createConnection: () => socket,
+        headers: { ...headers, connection: 'close' },
+      });
+      request = r;
+      r.once('response', (res) => {
+        status = res.statusCode ?? 0;
+        answerHeaders = flat(res.headers);
+        res.on('data', onChunk);
+        res.once('end', () => finish(null));
+        res.on('error', onError);
+      });
+      r.on('error', onError);
+      r.end(req.body ? Buffer.from(req.body) : undefined);
+    });
+  });
+}
+
+/**
+ * The storage service (env.storageUrl) as a ChatRequester: `path` is appended to its base URL, a
+ * body is sent as given (protobuf), and every answer, whatever its status, is returned for core/api.
+ */
+export function storageRequester(env: Environment): ChatRequester {
+  return {
+    request: (req) =>
+      httpsRequest(env, {
+        method: req.verb,
+        url: `${env.storageUrl}${req.path}`,
+        ...(req.headers ? { headers: req.headers } : {}),
+        ...(req.body instanceof Uint8Array ? { body: req.body } : {}),
+        ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
+      }),
+  };
 }

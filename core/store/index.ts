@@ -27,10 +27,12 @@ import {
 import { AccountTable, ContactsTable, type AccountRecord } from './records';
 import { ConversationsTable, ReceivedLog, SentLog } from './logs';
 import { GroupSendTable } from './group-send';
+import { GroupsTable } from './groups';
 
 export * from './records';
 export * from './logs';
 export * from './group-send';
+export * from './groups';
 export type { IdentityKind, TrustState } from './protocol';
 export { openDatabase, schemaVersion, migrate } from './database';
 export { MIGRATIONS } from './migrations';
@@ -82,6 +84,7 @@ export class SignalStore {
   readonly received: ReceivedLog;
   readonly sent: SentLog;
   readonly conversations: ConversationsTable;
+  readonly groups: GroupsTable;
   /** Our sender-key state per group (group sends). */
   readonly groupSends: GroupSendTable;
   identityTrust: IdentityTrust;
@@ -106,6 +109,7 @@ export class SignalStore {
     this.received = new ReceivedLog(this.db, this.now);
     this.sent = new SentLog(this.db, this.now);
     this.conversations = new ConversationsTable(this.db, this.now);
+    this.groups = new GroupsTable(this.db);
     this.groupSends = new GroupSendTable(this.db, this.now);
     this.s = {
       savePreKey: this.db.prepare(

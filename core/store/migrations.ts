@@ -191,9 +191,25 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       ALTER TABLE contacts ADD COLUMN profile_fetched_at INTEGER;
     `);
   },
-  // v8: RESERVED for the group state (branch h-gstate). A no-op placeholder on this branch only, so
-  // that v9 can be tested before h-gstate lands; the merge replaces it with h-gstate's migration.
-  () => undefined,
+  // v8: groups v2 as the engine knows them (issue 16): the state decrypted from the group server,
+  // keyed by the group id (base64 identifier), with the master key that decrypts it, the members
+  // (JSON: ACI, profile key, role), the pending members, and the send endorsements and their expiry.
+  (db) => {
+    db.exec(`
+      CREATE TABLE groups (
+        id TEXT PRIMARY KEY,
+        master_key BLOB NOT NULL,
+        revision INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        timer_seconds INTEGER NOT NULL DEFAULT 0,
+        members TEXT NOT NULL,
+        pending_members TEXT NOT NULL,
+        endorsements BLOB,
+        endorsements_expiration INTEGER,
+        fetched_at INTEGER NOT NULL
+      );
+    `);
+  },
   // v9: our sender-key state per group (core/store/group-send.ts): the distribution id and the
   // current key's age, and which member devices hold its SenderKeyDistributionMessage.
   (db) => {

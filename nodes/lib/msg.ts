@@ -120,6 +120,7 @@ export type InType =
   | 'receipt'
   | 'typing'
   | 'sync'
+  | 'group-update'
   | 'identity-change';
 export const IN_TYPES: InType[] = [
   'message',
@@ -231,6 +232,12 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
     case 'typing':
       payload = ev.action;
       if (ev.groupId) signal.groupId = ev.groupId;
+      break;
+    case 'group-update':
+      // Not among IN_TYPES yet (signal-in does not offer it): the engine's event as it is.
+      payload = ev.group;
+      signal.group = ev.group;
+      signal.revision = ev.revision;
       break;
   }
   return { type, msg: { payload, topic: ev.from.number ?? ev.from.aci, to: ev.from.aci, signal } };

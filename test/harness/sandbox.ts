@@ -182,7 +182,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       transport: 'http2',
       // As Signal-Desktop's mock tests configure it: the mock serves CDN 3 under /cdn3.
       cdnUrls: { 0: url, 2: url, 3: `${url}/cdn3` },
-      serverPublicParams: String(certs.serverPublicParams),
+      // The mock serves the storage service (groups, storage records) under /storageService.
+      storageUrl: `${url}/storageService`,
+      serverPublicParams: certs.serverPublicParams,
     },
     multiRecipient: multiRecipientLog(server),
     get directoryCredentials() {
