@@ -8,7 +8,15 @@ import assert from 'node:assert/strict';
 import { ProtocolAddress } from '@signalapp/libsignal-client';
 import type { SendResult } from '../../core/types';
 import type { signalservice } from '../../proto';
-import { inspect, withTimeout, type PrimaryDevice } from './helpers';
+import { StorageState } from '@signalapp/mock-server';
+import {
+  inspect,
+  linkClient,
+  startSandbox,
+  withTimeout,
+  type PrimaryDevice,
+  type Sandbox,
+} from './helpers';
 import { makeGroup, startGroupWorld, type GroupWorld } from './group-world';
 import { reinstallPhone } from '../harness/mock-phone';
 
@@ -353,5 +361,42 @@ describe('integration: sending to a group', function () {
       /group's settings/,
     );
     await assert.rejects(world.client.send('group:abc', { text: 'x' }), /is not a group/);
+  });
+});
+
+describe('integration: sending to a group the client knows from its phone (group directory)', function () {
+  this.timeout(120_000);
+  let sandbox: Sandbox;
+  afterEach(async () => {
+    await sandbox?.close();
+  });
+
+  it('lists the group after linking, fetches its state, and reaches both members with one sender-key message', async () => {
+    sandbox = await startSandbox();
+    const bob = await sandbox.createPrimary({ profileName: 'Bob' });
+    const carol = await sandbox.createPrimary({ profileName: 'Carol' });
+    const alice = await sandbox.createPrimary({ profileName: 'Alice', contacts: [bob, carol] });
+    const group = await alice.createGroup({ title: 'On call', members: [alice, bob, carol] });
+    await alice.setStorageState(StorageState.getEmpty().addGroup(group, { whitelisted: true }));
+    const { client } = await linkClient(sandbox, alice);
+    const groups = await client.groups({ refresh: true });
+    assert.deepEqual(
+      groups.map((g) => [g.id, g.title]),
+      [[group.id, 'On call']],
+    );
+    const result = await client.send(`group:${group.id}`, { text: 'paging on call' });
+    for (const phone of [bob, carol]) {
+      const entry = await next(phone, 'the page');
+      assert.equal(entry.envelopeType, 'SenderKey');
+      assert.equal(entry.body, 'paging on call');
+      assert.ok(masterKeyOf(entry).equals(group.masterKey));
+    }
+    // The endorsements came with the fetched state: the token authorized the one request.
+    assert.deepEqual(
+      sandbox.multiRecipient.map((r) => [r.status, r.auth]),
+      [[200, 'group-send-token']],
+    );
+    assert.equal(result.recipients?.length, 2);
+    assert.deepEqual(sandbox.conformance.firedRules, []);
   });
 });
