@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import { AccountHost, type SignalClientOptions } from './account/host';
 import { resolveEnvironment } from './config';
 import { normalizeNumber } from './directory/number';
-import { classifyRecipient, groupTarget } from './directory/recipient';
+import { classifyRecipient, groupTarget, noGroup } from './directory/recipient';
 import { ClosedError, InvalidInputError, ProtocolError, SignalError } from './errors';
 import { syncRequest } from './messaging/compose';
 import { Challenges, type PendingChallenge } from './messaging/challenges';
@@ -26,7 +26,7 @@ import {
   type CheckedMessage,
 } from './messaging/outgoing';
 import { RichMessages, richStorePort } from './messaging/rich';
-import { GroupConversation } from './groups/group-conversation';
+import { groupRichMessages } from './groups/group-conversation';
 import * as api from './api';
 import { ownProfileWrite } from './directory/profiles';
 import { linkWithPhone } from './provisioning/complete-link';
@@ -311,21 +311,16 @@ export class SignalClient extends AccountHost {
     const session = this.requireSession();
     const group = await this.groupState.get(groupId);
     const account = store.requireAccount();
-    const conversation = new GroupConversation({
+    const { rich, target } = groupRichMessages({
       group,
-      groupSender: session.groupSender,
-      sender: session.sender,
-      self: { aci: account.aci },
-      logger: this.logger,
-    });
-    const rich = new RichMessages({
-      sender: conversation,
+      session,
+      store,
       self: { aci: account.aci, profileKey: account.profileKey ?? null },
       now: this.now,
-      store: richStorePort(store, group.timerSeconds),
+      logger: this.logger,
     });
     try {
-      return await send(rich, conversation.target);
+      return await send(rich, target);
     } catch (e) {
       if (!(e instanceof InvalidInputError)) this.challenges.noteFailure(e);
       throw e;
@@ -446,12 +441,4 @@ export class SignalClient extends AccountHost {
     this.linkAbort?.abort();
     await this.registrarValue?.close();
   }
-}
-
-/** Receipts go to the message's sender, never to a group. */
-function noGroup(from: string, what: string): void {
-  if (typeof from === 'string' && groupTarget(from) !== null)
-    throw new InvalidInputError(
-      `${what} go to the sender of the messages (their ACI), not to a group`,
-    );
 }

@@ -33,6 +33,14 @@ export function groupTarget(to: string): string | null {
   return id;
 }
 
+/** Receipts go to the messages' sender, never to a group: refused, naming what was wrong. */
+export function noGroup(from: string, what: string): void {
+  if (typeof from === 'string' && groupTarget(from) !== null)
+    throw new InvalidInputError(
+      `${what} go to the sender of the messages (their ACI), not to a group`,
+    );
+}
+
 /**
  * A recipient as users write it → a service id: an ACI UUID (optionally `ACI:`-prefixed) → bare
  * lower-case ACI; `PNI:<uuid>` → `PNI:<lower-case uuid>`; anything else is a phone number:

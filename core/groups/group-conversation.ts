@@ -10,10 +10,39 @@ import type { Logger } from '../log';
 import type { GroupRecipientResult, SendResult } from '../types';
 import type { signalservice } from '../../proto';
 import { sentTranscript } from '../messaging/compose';
-import type { RichSender } from '../messaging/rich';
+import { RichMessages, richStorePort, type RichSender } from '../messaging/rich';
+import type { SignalStore } from '../store';
 import type { SendOptions, Sender } from '../messaging/sender';
 import type { GroupSender } from './group-sender';
 import type { GroupRecord } from './types';
+
+/**
+ * RichMessages for one group: every kind sent through its GroupConversation, addressed (sent log,
+ * results) as `group:<id>`, with the group's own timer.
+ */
+export function groupRichMessages(opts: {
+  group: GroupRecord;
+  session: { groupSender: Pick<GroupSender, 'send'>; sender: Sender };
+  store: SignalStore;
+  self: { aci: string; profileKey: Uint8Array | null };
+  now: () => number;
+  logger: Logger;
+}): { rich: RichMessages; target: string } {
+  const conversation = new GroupConversation({
+    group: opts.group,
+    groupSender: opts.session.groupSender,
+    sender: opts.session.sender,
+    self: { aci: opts.self.aci },
+    logger: opts.logger,
+  });
+  const rich = new RichMessages({
+    sender: conversation,
+    self: opts.self,
+    now: opts.now,
+    store: richStorePort(opts.store, opts.group.timerSeconds),
+  });
+  return { rich, target: conversation.target };
+}
 
 export class GroupConversation implements RichSender {
   constructor(
