@@ -17,6 +17,10 @@ export type PeerCommand =
   | { cmd: 'start-drain'; who: string; count: number }
   | { cmd: 'drained' }
   | { cmd: 'cpu' }
+  | { cmd: 'members'; prefix: string; count: number }
+  | { cmd: 'group'; owner: string; members: string[] }
+  | { cmd: 'queue-sizes'; who: string[] }
+  | { cmd: 'multi-recipient-count' }
   | { cmd: 'stop' };
 
 export interface PeerRequest {
@@ -113,6 +117,39 @@ async function run(c: PeerCommand): Promise<unknown> {
       const { user, system } = process.cpuUsage();
       return (user + system) / 1000;
     }
+    case 'members': {
+      // Group members, each a phone of its own (created one after another: the mock's key
+      // generation is CPU-bound, so in parallel it would be no faster).
+      const s = need(sandbox, 'the sandbox');
+      const names: string[] = [];
+      for (let i = 0; i < c.count; i++) {
+        const name = `${c.prefix}${i}`;
+        primaries.set(name, await s.createPrimary({ profileName: name }));
+        names.push(name);
+      }
+      return names;
+    }
+    case 'group': {
+      const owner = need(primaries.get(c.owner), c.owner);
+      const group = await owner.createGroup({
+        title: 'Bench group',
+        members: [owner, ...c.members.map((n) => need(primaries.get(n), n))],
+      });
+      return { id: group.id, masterKey: Buffer.from(group.masterKey).toString('base64') };
+    }
+    case 'queue-sizes': {
+      // What the phones decrypted and queued, consumed so that the next phase counts afresh.
+      let total = 0;
+      for (const name of c.who) {
+        const p = need(primaries.get(name), name);
+        const size = p.getMessageQueueSize();
+        for (let i = 0; i < size; i++) await p.waitForMessage();
+        total += size;
+      }
+      return total;
+    }
+    case 'multi-recipient-count':
+      return need(sandbox, 'the sandbox').multiRecipient.filter((r) => r.status === 200).length;
     case 'stop':
       await Promise.race([Promise.allSettled(deliveries), new Promise((r) => setTimeout(r, 2000))]);
       await sandbox?.close();

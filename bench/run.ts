@@ -14,6 +14,7 @@ import type { EnvironmentOptions } from '../core/config';
 import { SignalStore } from '../core/store';
 import type { IncomingEvent } from '../core/types';
 import { measureCeiling } from './ceiling';
+import { groupBench } from './group';
 import type { PeerCommand, PeerReply } from './peer';
 
 const SCALE = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? 1) || 1));
@@ -22,6 +23,9 @@ const RECEIVE = n(2000);
 const SEND = n(1000);
 const COST = n(500);
 const LOOKUP = n(1000);
+/** The group-send phase: members (us included) and messages per variant. */
+const GROUP_SIZE = Math.max(3, Number(process.env.BENCH_GROUP_SIZE ?? 50) || 50);
+const GROUP_MESSAGES = n(50);
 /** Sends in flight at once (a flow's messages arrive independently): `BENCH_SEND_CONCURRENCY`. */
 const SEND_CONCURRENCY = Math.max(1, Number(process.env.BENCH_SEND_CONCURRENCY ?? 8) || 8);
 const WAIT_MS = 600_000;
@@ -300,6 +304,16 @@ async function main(): Promise<void> {
       throw new Error('lookup returned wrong results');
     results.lookup_contacts_per_s = Math.round(LOOKUP / (lookupMs / 1000));
     await large.client.close();
+
+    await groupBench({
+      peer,
+      environment,
+      dataFile,
+      logger,
+      size: GROUP_SIZE,
+      messages: GROUP_MESSAGES,
+      results,
+    });
     results.rss_mb_after = rssMb();
   } finally {
     await peer.stop();

@@ -51,7 +51,7 @@ import type {
 
 export type { SignalClientEvents, SignalClientOptions } from './account/host';
 export type { ClientPorts } from './account/ports';
-export { classifyRecipient };
+export { classifyRecipient, groupTarget };
 
 export class SignalClient extends AccountHost {
   private registrarValue: Registrar | null = null;

@@ -1,5 +1,5 @@
 /** msg ↔ engine mapping for the flow nodes: validation of what flows send, and what they receive. */
-import { classifyRecipient } from '../../core/client';
+import { classifyRecipient, groupTarget } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
 import type { ErrorFields } from './status';
@@ -103,6 +103,8 @@ export function recipientsOf(
 /** Throws INVALID_INPUT or INVALID_NUMBER naming `r` unless it is a usable recipient. */
 function checkRecipient(r: string, defaultRegion: string | undefined): void {
   if ('serviceId' in classifyRecipient(r)) return;
+  // `group:<id>` (what signal-in puts in msg.to for a group message): a malformed id is refused.
+  if (groupTarget(r) !== null) return;
   if (/^PNI:/i.test(r)) {
     throw new InvalidInputError(
       `"${r}" is not a valid PNI: write "PNI:" followed by the UUID, e.g. PNI:2bd3a1a0-9d6b-4bb4-9c5a-4a62d3e2c8f1`,

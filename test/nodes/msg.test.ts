@@ -3,9 +3,21 @@
  * several sources, and the shape of an identity-change msg (documented in signal-in's help).
  */
 import assert from 'node:assert/strict';
-import { lookupSummary, messageFor, wantsReadReceipt } from '../../nodes/lib/msg';
+import { lookupSummary, messageFor, recipientsOf, wantsReadReceipt } from '../../nodes/lib/msg';
+import { InvalidInputError } from '../../core/errors';
 
 describe('nodes/lib/msg', () => {
+  it('takes group:<id> recipients beside ACIs; a malformed group id is refused, naming it', () => {
+    const id = Buffer.alloc(32, 7).toString('base64');
+    const aci = '2bd3a1a0-9d6b-4bb4-9c5a-4a62d3e2c8f1';
+    assert.deepEqual(recipientsOf(`group:${id}`, undefined), [`group:${id}`]);
+    assert.deepEqual(recipientsOf([aci, `group:${id}`], undefined), [aci, `group:${id}`]);
+    assert.throws(
+      () => recipientsOf('group:not-a-group', undefined),
+      (e: unknown) => e instanceof InvalidInputError && /group:not-a-group/.test(e.message),
+    );
+  });
+
   it('msg.signal.lookup.source stays one string: the shared source, else "mixed"; sources keeps input order', () => {
     assert.deepEqual(lookupSummary([{ source: 'contacts' }]), {
       source: 'contacts',
