@@ -3,7 +3,7 @@ import { classifyRecipient, groupTarget } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
 import type { ErrorFields } from './status';
-import type { IncomingEvent, LookupSource } from '../../core/types';
+import type { GroupRecipientResult, IncomingEvent, LookupSource } from '../../core/types';
 import type { NodeMessage } from './red';
 
 /**
@@ -30,6 +30,8 @@ export interface SendOutcome {
   timestamp?: number;
   status: 'sent' | 'failed';
   error?: ErrorFields;
+  /** A group (`group:<id>`): each member's outcome (SendResult.recipients), failures included. */
+  recipients?: GroupRecipientResult[];
 }
 
 /** "null", "an array", "a number (42)": what a flow actually sent, for error messages. */

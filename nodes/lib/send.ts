@@ -25,7 +25,13 @@ export async function sendToAll(
   const sendOne = async (to: string): Promise<SendOutcome> => {
     try {
       const r = await sendTo(to);
-      return { to, serviceId: r.serviceId, timestamp: r.timestamp, status: 'sent' };
+      return {
+        to,
+        serviceId: r.serviceId,
+        timestamp: r.timestamp,
+        status: 'sent',
+        ...(r.recipients ? { recipients: r.recipients } : {}),
+      };
     } catch (e) {
       return { to, status: 'failed', error: errorFields(e) };
     }
