@@ -362,6 +362,8 @@ export class AccountSession {
     this.prekeys.stop();
     this.chat.removeAllListeners('state');
     this.unauthChat?.removeAllListeners('state');
+    // Group fetches in flight end first (their HTTPS connections would hold the server open).
+    await Promise.race([this.groups.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await Promise.all([this.chat.close(), this.unauthChat?.close()]);
     await Promise.race([this.receiver.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await new Promise((r) => setImmediate(r));

@@ -69,8 +69,10 @@ describe('integration: group state (list, fetch, updates)', function () {
   this.timeout(90_000);
   let w: World | undefined;
   afterEach(async () => {
+    const fired = w?.sandbox.conformance.firedRules ?? [];
     await w?.sandbox.close();
     w = undefined;
+    assert.deepEqual(fired, [], 'the strict sandbox refused nothing');
   });
 
   it("lists the phone's group from the storage service after linking, with title, members and revision", async () => {
@@ -102,6 +104,14 @@ describe('integration: group state (list, fetch, updates)', function () {
     // Bob's contact gets his profile key (sealed sender, profile names).
     const contact = inspect(client).store()?.contacts.findByServiceId(w.bob.device.aci);
     assert.ok(contact?.profileKey);
+    // A change nobody announced: the stored state stays until a caller asks for a newer revision.
+    await w.bob.modifyGroupDisappearingMessageTimer(w.group, 30, { sendUpdateTo: [] } as never);
+    assert.equal((await client.groupDirectory().get(w.group.id)).revision, 0, 'from the store');
+    const newer = await client.groupDirectory().get(w.group.id, 1);
+    assert.equal(newer.revision, 1, 'fetched: the stored one was older than asked');
+    assert.equal(newer.timerSeconds, 30);
+    info.revision = 1;
+    info.timerSeconds = 30;
     // refresh: true reads the storage again and refetches: the same list.
     const refreshed = await client.groups({ refresh: true });
     assert.deepEqual(refreshed, [info]);
@@ -143,6 +153,25 @@ describe('integration: group state (list, fetch, updates)', function () {
     assert.equal(info?.timerSeconds, 3600);
     const store = inspect(client).store();
     assert.equal(store?.conversations.timerOf(`group:${w.group.id}`).seconds, 3600);
+  });
+
+  it("the phone's own change arrives as a sync transcript: refetched too, group-update from ourselves", async () => {
+    w = await world({ inStorage: true });
+    const client = w.client;
+    await until(async () => (await client.groups()).length === 1, 20_000, 'the group listed');
+    // Alice's phone changes the timer and tells her own devices (a SyncMessage.sent transcript).
+    await w.alice.modifyGroupDisappearingMessageTimer(w.group, 60, {
+      sendUpdateTo: [{ device: w.device }],
+    } as never);
+    await until(
+      () => w?.events.some((e) => e.type === 'group-update') ?? false,
+      20_000,
+      'the group-update event',
+    );
+    const ev = w.events.find((e) => e.type === 'group-update') as GroupUpdateEvent;
+    assert.equal(ev.timerSeconds, 60);
+    assert.equal(ev.from.aci, w.alice.device.aci);
+    assert.equal((await client.groups())[0]?.timerSeconds, 60);
   });
 
   it('a group unknown at link time is fetched when its first message arrives', async () => {
