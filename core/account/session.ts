@@ -145,7 +145,10 @@ export class AccountSession {
       },
       self: { aci: account.aci, pni: account.pni },
       serverPublicParams: opts.environment.serverPublicParams,
-      accountMasterKey: () => accountMasterKey(store.requireAccount()),
+      // A registered number (device 1) has no storage records from a phone: its groups come from
+      // the group messages it receives.
+      accountMasterKey: () =>
+        account.deviceId === 1 ? null : accountMasterKey(store.requireAccount()),
       emit: (ev) => this.opts.emit(ev),
       logger,
       now,

@@ -198,7 +198,10 @@ export class GroupDirectory implements GroupStatePort {
     this.track(this.onContext(note));
   }
 
-  /** The phone says its storage changed (SyncMessage.fetchLatest STORAGE_MANIFEST). Never throws. */
+  /**
+   * Reads the storage service in the background (idle() waits for it): after linking, and when the
+   * phone says its storage changed (SyncMessage.fetchLatest STORAGE_MANIFEST). Never throws.
+   */
   noteStorageChanged(): void {
     if (this.closed) return;
     this.track(this.refreshFromStorage());

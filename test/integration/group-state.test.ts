@@ -174,6 +174,17 @@ describe('integration: group state (list, fetch, updates)', function () {
     assert.equal((await client.groups())[0]?.timerSeconds, 60);
   });
 
+  it('the phone says its storage changed (fetchLatest STORAGE_MANIFEST): the new group is listed', async () => {
+    w = await world({ inStorage: false });
+    const client = w.client;
+    await client.groupDirectory().idle();
+    assert.deepEqual(await client.groups(), []);
+    await w.alice.setStorageState(StorageState.getEmpty().addGroup(w.group, { whitelisted: true }));
+    await w.alice.sendFetchStorage({ timestamp: Date.now() });
+    await until(async () => (await client.groups()).length === 1, 20_000, 'the group listed');
+    assert.equal((await client.groups())[0]?.title, 'Alerts');
+  });
+
   it('a group unknown at link time is fetched when its first message arrives', async () => {
     w = await world({ inStorage: false });
     const client = w.client;
