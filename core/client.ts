@@ -195,11 +195,7 @@ export class SignalClient extends AccountHost {
       );
     }
     // A linked device lists its groups from the storage service (the phone keeps them there).
-    if (how === 'linked' && this.session) {
-      void this.session.groups
-        .refreshFromStorage()
-        .catch((e: unknown) => this.logger.warn('could not list the groups', e));
-    }
+    if (how === 'linked') this.session?.groups.noteStorageChanged();
     return account;
   }
 

@@ -47,3 +47,5 @@ export type { LinkState } from './provisioning/linker';
 export type { BackoffOptions } from './net/persistent';
 export type { KeepaliveOptions } from './net/connection';
 export type { CdsiBackend } from './directory';
+export type { GroupInfo, GroupMember, GroupRecord, GroupStatePort } from './groups/types';
+export type { GroupDirectory } from './groups/directory';

@@ -30,6 +30,16 @@ describe('architecture: the import-direction lint', function () {
       /Only core\/store\/ runs SQL/,
     ],
     [
+      'core/groups/bad.ts',
+      "import Database from 'better-sqlite3';\nexport const d = Database;\n",
+      /Only core\/store\/ runs SQL/,
+    ],
+    [
+      'core/groups/bad.ts',
+      "import http2 from 'node:http2';\nexport const h = http2;\n",
+      /Only core\/net\/ opens connections/,
+    ],
+    [
       'core/net/bad.ts',
       "export { Receiver } from '../messaging/receiver';\n",
       /core\/net\/ is the transport/,
@@ -54,6 +64,10 @@ describe('architecture: the import-direction lint', function () {
   it('passes the permitted direction (a service over the api, the api over net types)', async () => {
     assert.deepEqual(
       await problems('core/messaging/fine.ts', "export * as api from '../api';\n"),
+      [],
+    );
+    assert.deepEqual(
+      await problems('core/groups/fine.ts', "export type { GroupAuth } from '../api';\n"),
       [],
     );
     assert.deepEqual(

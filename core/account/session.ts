@@ -173,7 +173,10 @@ export class AccountSession {
       },
       self: { aci: account.aci, pni: account.pni },
       serverPublicParams: opts.environment.serverPublicParams,
-      accountMasterKey: () => accountMasterKey(store.requireAccount()),
+      // A registered number (device 1) has no storage records from a phone: its groups come from
+      // the group messages it receives.
+      accountMasterKey: () =>
+        account.deviceId === 1 ? null : accountMasterKey(store.requireAccount()),
       emit: (ev) => this.opts.emit(ev),
       logger,
       now,
@@ -390,6 +393,8 @@ export class AccountSession {
     this.prekeys.stop();
     this.chat.removeAllListeners('state');
     this.unauthChat?.removeAllListeners('state');
+    // Group fetches in flight end first (their HTTPS connections would hold the server open).
+    await Promise.race([this.groups.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await Promise.all([this.chat.close(), this.unauthChat?.close()]);
     await Promise.race([this.receiver.idle(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await new Promise((r) => setImmediate(r));

@@ -67,6 +67,9 @@ export interface GroupDirectoryOptions {
   now: () => number;
 }
 
+/** How long a revision the server did not have is not asked for again. */
+const BEHIND_RETRY_MS = 60_000;
+
 /** What the engine lists of a group: no keys. */
 export const groupInfoOf = (g: GroupRecord): GroupInfo => ({
   id: g.id,
@@ -82,6 +85,11 @@ export class GroupDirectory implements GroupStatePort {
   private readonly inFlight = new Map<string, Promise<GroupRecord>>();
   private readonly background = new Set<Promise<unknown>>();
   private storageRead: Promise<GroupInfo[]> | null = null;
+  /**
+   * Groups whose last fetch found an older revision than a message claimed: the claim and when. A
+   * sender (or a forged context) repeating that claim does not cost a fetch per message.
+   */
+  private readonly behind = new Map<string, { claimed: number; at: number }>();
   private closed = false;
 
   constructor(private readonly opts: GroupDirectoryOptions) {
@@ -198,7 +206,10 @@ export class GroupDirectory implements GroupStatePort {
     this.track(this.onContext(note));
   }
 
-  /** The phone says its storage changed (SyncMessage.fetchLatest STORAGE_MANIFEST). Never throws. */
+  /**
+   * Reads the storage service in the background (idle() waits for it): after linking, and when the
+   * phone says its storage changed (SyncMessage.fetchLatest STORAGE_MANIFEST). Never throws.
+   */
   noteStorageChanged(): void {
     if (this.closed) return;
     this.track(this.refreshFromStorage());
@@ -240,6 +251,8 @@ export class GroupDirectory implements GroupStatePort {
     }
     const before = this.opts.store.get(keys.id);
     if (before && before.revision >= note.revision && !note.change) return;
+    const lag = this.behind.get(keys.id);
+    if (lag && note.revision <= lag.claimed && this.opts.now() - lag.at < BEHIND_RETRY_MS) return;
     let after: GroupRecord;
     try {
       after = await this.fetch(note.masterKey);
@@ -248,6 +261,9 @@ export class GroupDirectory implements GroupStatePort {
       return;
     }
     if (this.closed) return;
+    if (after.revision < note.revision) {
+      this.behind.set(keys.id, { claimed: note.revision, at: this.opts.now() });
+    } else this.behind.delete(keys.id);
     if (before && before.revision === after.revision && !note.change) return;
     const ev = updateEvent(before, after, note);
     // A group new to us is worth an event only when a change announced it.

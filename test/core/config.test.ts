@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ServerPublicParams } from '@signalapp/libsignal-client/dist/zkgroup/index.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -76,6 +77,52 @@ describe('config: environments', () => {
     assert.equal(env.cdsi, null, 'libsignal Net cannot reach a custom server');
     assert.equal(env.transport, 'auto');
     assert.throws(() => resolveEnvironment({ server: 'moon' as never }), /Unknown server "moon"/);
+  });
+
+  it("names the storage service and the zkgroup server params: Signal's own, or a custom server's", () => {
+    const prod = resolveEnvironment({ server: 'production' });
+    assert.equal(prod.storageUrl, 'https://storage.signal.org');
+    assert.equal(
+      resolveEnvironment({ server: 'staging' }).storageUrl,
+      'https://storage-staging.signal.org',
+    );
+    for (const env of [prod, resolveEnvironment({ server: 'staging' })]) {
+      assert.ok(env.serverPublicParams);
+      // Real ServerPublicParams: zkgroup reads them.
+      assert.doesNotThrow(
+        () =>
+          new ServerPublicParams(
+            new Uint8Array(Buffer.from(env.serverPublicParams as string, 'base64')),
+          ),
+      );
+    }
+    const pem = prod.caCert;
+    const root = 'BXu6QIKVz5MA8gstzfOgRQGqyLqOwNKHL6INkv3IHWMF';
+    const base = { server: 'custom' as const, caCert: pem, trustRoots: root };
+    const mockLike = resolveEnvironment({ ...base, serviceUrl: 'https://127.0.0.1:9000' });
+    assert.equal(
+      mockLike.storageUrl,
+      'https://127.0.0.1:9000/storageService',
+      "the mock's path by default",
+    );
+    assert.equal(mockLike.serverPublicParams, null, 'none given: groups cannot be fetched');
+    const own = resolveEnvironment({
+      ...base,
+      serviceUrl: 'https://chat.example',
+      storageUrl: 'https://storage.example/base/',
+      serverPublicParams: prod.serverPublicParams,
+    });
+    assert.equal(own.storageUrl, 'https://storage.example/base');
+    assert.equal(own.serverPublicParams, prod.serverPublicParams);
+    assert.throws(
+      () => resolveEnvironment({ ...base, serviceUrl: 'https://x', storageUrl: 'http://x' }),
+      /Storage URL "http:\/\/x" must use https/,
+    );
+    assert.throws(
+      () =>
+        resolveEnvironment({ ...base, serviceUrl: 'https://x', serverPublicParams: 'not params!' }),
+      /server public params must be base64/,
+    );
   });
 
   it('parses trust roots separated by commas, spaces or newlines and rejects bad keys', () => {

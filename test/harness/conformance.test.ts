@@ -535,6 +535,29 @@ describe('harness: strict sandbox (Signal-Server rules on the mock)', function (
       assertRefused(sandbox, res, 400, 'certificate-e164');
     });
 
+    it('group-credentials-range: not UTC midnights, reversed, before today or past 7 days → 400; today … +6 d passes', async () => {
+      const DAY = 86_400;
+      const now = Math.floor(Date.now() / 1000);
+      const today = now - (now % DAY);
+      for (const [start, end] of [
+        [today + 60, today + DAY],
+        [today + DAY, today],
+        [today - DAY, today],
+        [today, today + 8 * DAY],
+      ]) {
+        const res = await chatOf(linked).request({
+          verb: 'GET',
+          path: `/v1/certificate/auth/group?redemptionStartSeconds=${start}&redemptionEndSeconds=${end}`,
+        });
+        assertRefused(sandbox, res, 400, 'group-credentials-range');
+      }
+      const ok = await chatOf(linked).request({
+        verb: 'GET',
+        path: `/v1/certificate/auth/group?redemptionStartSeconds=${today}&redemptionEndSeconds=${today + 6 * DAY}`,
+      });
+      assert.equal(ok.status, 200);
+    });
+
     it('sandbox-only-privacy-certificate-without-e164: without includeE164=false (Signal-Server defaults to true) → refused', async () => {
       for (const path of [
         '/v1/certificate/delivery',

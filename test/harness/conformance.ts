@@ -45,6 +45,12 @@ export const RULES = [
   /** CertificateController.getDeliveryCertificate: `includeE164`, when given, is a boolean. */
   'certificate-e164',
   /**
+   * CertificateController.getGroupAuthenticationCredentials: both redemption times UTC midnights,
+   * start ≤ end, start not before today, end at most 7 days ahead → else 400 (the mock checks the
+   * range only, as a 500, and not the alignment).
+   */
+  'group-credentials-range',
+  /**
    * NOT Signal-Server's: the sandbox's own privacy rule. Signal-Server defaults `includeE164` to
    * true; this client never puts the account's number into sealed-sender certificates, so here a
    * request that does not say `includeE164=false` is refused.
@@ -693,7 +699,43 @@ export class Conformance {
     } else if (verb === 'PUT' && path === '/v1/messages/multi_recipient') {
       const refusal = await checkMultiRecipient(this.server, headers, body, (r) => this.isOn(r));
       if (refusal) throw new Refusal(refusal.rule, refusal.status, refusal.message);
+    } else if (verb === 'GET' && path === '/v1/certificate/auth/group') {
+      this.checkGroupCredentials(url);
     }
+  }
+
+  /** CertificateController.getGroupAuthenticationCredentials' range check (Jersey `long`s). */
+  private checkGroupCredentials(url: URL): void {
+    if (!this.isOn('group-credentials-range')) return;
+    const DAY = 86_400;
+    const read = (name: string) => {
+      const v = url.searchParams.get(name);
+      // Jersey gives a missing `long` query parameter its default, 0; a non-number is a 404 there.
+      if (v === null || v === '') return 0;
+      if (!/^-?\d+$/.test(v))
+        throw new Refusal('group-credentials-range', 404, `${name}=${v} is not a number`);
+      return Number(v);
+    };
+    const start = read('redemptionStartSeconds');
+    const end = read('redemptionEndSeconds');
+    const now = Math.floor(Date.now() / 1000);
+    const today = now - (now % DAY);
+    const problem =
+      start > end
+        ? 'the start is after the end'
+        : start < today
+          ? 'the start is before today (UTC)'
+          : end > today + 7 * DAY
+            ? 'the end is more than 7 days ahead'
+            : start % DAY !== 0 || end % DAY !== 0
+              ? 'a redemption time is not a UTC midnight'
+              : null;
+    if (problem)
+      throw new Refusal(
+        'group-credentials-range',
+        400,
+        `redemption range ${start}..${end}: ${problem}`,
+      );
   }
 
   /** LinkDeviceRequest, DeviceController.linkDevice: its 422s. Returns the declared capabilities. */

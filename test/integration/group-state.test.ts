@@ -10,7 +10,16 @@ import { ProtocolAddress } from '@signalapp/libsignal-client';
 import { StorageState } from '@signalapp/mock-server';
 import type { SignalClient } from '../../core/client';
 import type { GroupUpdateEvent, IncomingEvent, MessageEvent } from '../../core/types';
-import { GroupNotFoundError, InvalidInputError } from '../../core/errors';
+import {
+  ClientZkAuthOperations,
+  ServerPublicParams,
+} from '@signalapp/libsignal-client/dist/zkgroup/index.js';
+import * as api from '../../core/api';
+import { resolveEnvironment } from '../../core/config';
+import { GroupNotFoundError, InvalidInputError, NotAMemberError } from '../../core/errors';
+import { GroupCredentials } from '../../core/groups/credentials';
+import { decryptGroup, groupKeys } from '../../core/groups/state';
+import { storageRequester } from '../../core/net/https';
 import { inspect, linkClient, startSandbox, type PrimaryDevice, type Sandbox } from './helpers';
 import { introduce, type MockDevice } from '../harness/mock-phone';
 import { until } from '../harness/wait';
@@ -69,8 +78,10 @@ describe('integration: group state (list, fetch, updates)', function () {
   this.timeout(90_000);
   let w: World | undefined;
   afterEach(async () => {
+    const fired = w?.sandbox.conformance.firedRules ?? [];
     await w?.sandbox.close();
     w = undefined;
+    assert.deepEqual(fired, [], 'the strict sandbox refused nothing');
   });
 
   it("lists the phone's group from the storage service after linking, with title, members and revision", async () => {
@@ -102,6 +113,14 @@ describe('integration: group state (list, fetch, updates)', function () {
     // Bob's contact gets his profile key (sealed sender, profile names).
     const contact = inspect(client).store()?.contacts.findByServiceId(w.bob.device.aci);
     assert.ok(contact?.profileKey);
+    // A change nobody announced: the stored state stays until a caller asks for a newer revision.
+    await w.bob.modifyGroupDisappearingMessageTimer(w.group, 30, { sendUpdateTo: [] } as never);
+    assert.equal((await client.groupDirectory().get(w.group.id)).revision, 0, 'from the store');
+    const newer = await client.groupDirectory().get(w.group.id, 1);
+    assert.equal(newer.revision, 1, 'fetched: the stored one was older than asked');
+    assert.equal(newer.timerSeconds, 30);
+    info.revision = 1;
+    info.timerSeconds = 30;
     // refresh: true reads the storage again and refetches: the same list.
     const refreshed = await client.groups({ refresh: true });
     assert.deepEqual(refreshed, [info]);
@@ -143,6 +162,74 @@ describe('integration: group state (list, fetch, updates)', function () {
     assert.equal(info?.timerSeconds, 3600);
     const store = inspect(client).store();
     assert.equal(store?.conversations.timerOf(`group:${w.group.id}`).seconds, 3600);
+  });
+
+  it("the phone's own change arrives as a sync transcript: refetched too, group-update from ourselves", async () => {
+    w = await world({ inStorage: true });
+    const client = w.client;
+    await until(async () => (await client.groups()).length === 1, 20_000, 'the group listed');
+    // Alice's phone changes the timer and tells her own devices (a SyncMessage.sent transcript).
+    await w.alice.modifyGroupDisappearingMessageTimer(w.group, 60, {
+      sendUpdateTo: [{ device: w.device }],
+    } as never);
+    await until(
+      () => w?.events.some((e) => e.type === 'group-update') ?? false,
+      20_000,
+      'the group-update event',
+    );
+    const ev = w.events.find((e) => e.type === 'group-update') as GroupUpdateEvent;
+    assert.equal(ev.timerSeconds, 60);
+    assert.equal(ev.from.aci, w.alice.device.aci);
+    assert.equal((await client.groups())[0]?.timerSeconds, 60);
+  });
+
+  it('the group log (GET /v2/groups/logs/<from>, Cached-Send-Endorsements) lists the changes since a revision', async () => {
+    w = await world({ inStorage: false });
+    await w.bob.modifyGroupDisappearingMessageTimer(w.group, 120, { sendUpdateTo: [] } as never);
+    const env = resolveEnvironment(w.sandbox.environment);
+    const chat = inspect(w.client).chat();
+    const account = w.client.account;
+    assert.ok(chat && account && env.serverPublicParams);
+    const serverParams = new ServerPublicParams(
+      new Uint8Array(Buffer.from(env.serverPublicParams, 'base64')),
+    );
+    const credentials = new GroupCredentials({
+      serverParams,
+      aci: account.aci,
+      pni: account.pni,
+      fetch: (start, end) => api.getGroupCredentials(chat, start, end),
+      now: Date.now,
+    });
+    const keys = groupKeys(w.group.masterKey);
+    const presentation = new ClientZkAuthOperations(
+      serverParams,
+    ).createAuthCredentialWithPniPresentation(keys.secretParams, await credentials.today());
+    const auth = { publicParams: keys.publicParams, presentation: presentation.serialize() };
+    const storage = storageRequester(env);
+    const log = await api.getGroupLogs(storage, keys.id, auth, 0, 0);
+    const versions = (log.groupChanges ?? []).map((c) => c.groupState?.version ?? 0);
+    assert.deepEqual(versions, [0, 1]);
+    const last = decryptGroup(keys, log.groupChanges.at(-1)?.groupState ?? {});
+    assert.equal(last.timerSeconds, 120);
+    assert.ok(log.groupSendEndorsementResponse.length > 0, 'endorsements for a member without any');
+    // Not our group: the server refuses a presentation for another group's params (the mock says
+    // 403 for a bad presentation as for a non-member; either way we are not in it).
+    const stranger = groupKeys(new Uint8Array(32).fill(3));
+    await assert.rejects(
+      api.getGroup(storage, stranger.id, { ...auth, publicParams: stranger.publicParams }),
+      (e: unknown) => e instanceof NotAMemberError && e.groupId === stranger.id,
+    );
+  });
+
+  it('the phone says its storage changed (fetchLatest STORAGE_MANIFEST): the new group is listed', async () => {
+    w = await world({ inStorage: false });
+    const client = w.client;
+    await client.groupDirectory().idle();
+    assert.deepEqual(await client.groups(), []);
+    await w.alice.setStorageState(StorageState.getEmpty().addGroup(w.group, { whitelisted: true }));
+    await w.alice.sendFetchStorage({ timestamp: Date.now() });
+    await until(async () => (await client.groups()).length === 1, 20_000, 'the group listed');
+    assert.equal((await client.groups())[0]?.title, 'Alerts');
   });
 
   it('a group unknown at link time is fetched when its first message arrives', async () => {
