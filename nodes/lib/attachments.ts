@@ -108,7 +108,7 @@ function specOf(entry: unknown, what: string): AttachmentSpec {
       `${what} must have exactly one of data (a Buffer) and path (a file), but it has ${hasData ? 'both' : 'neither'}`,
     );
   }
-  const spec: AttachmentSpec = { what };
+  const spec: AttachmentSpec = { what: hasPath ? `${what}.path` : what };
   if (hasData) {
     if (!isBytes(o.data))
       throw new InvalidInputError(`${what}.data must be a Buffer, but it is ${kindOf(o.data)}`);
