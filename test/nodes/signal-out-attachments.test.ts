@@ -162,7 +162,8 @@ describe('nodes: signal-out attachments (Buffer payload, file paths, the object 
         attachments: [
           { data: png, caption: 'the left one', width: 800, height: 600 },
           { path: voicePath, voiceNote: true },
-          { data: csv, fileName: 'temps.csv' },
+          // size is signal-in's field: a received entry can be forwarded as it is.
+          { data: csv, fileName: 'temps.csv', size: csv.length },
           { data: csv, contentType: 'text/plain', fileName: 'temps.txt' },
         ],
       });
