@@ -10,6 +10,7 @@ import {
   prepareEvents,
   type AttachmentPolicy,
 } from '../messaging/attachments';
+import { AttachmentUploader } from '../messaging/attachment-upload';
 import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
 import * as api from '../api';
 import type { IdentityKind, KeyUpload } from '../api';
@@ -73,6 +74,8 @@ export interface AccountSessionOptions {
 export class AccountSession {
   readonly receiver: Receiver;
   readonly sender: Sender;
+  /** Encrypts and uploads what a message sends (core/messaging/attachment-upload.ts). */
+  readonly uploads: AttachmentUploader;
   readonly prekeys: PreKeyMaintenance;
   readonly chat: PersistentChat;
   /** Senders' profile names, fetched after their messages are emitted (core/directory/profiles.ts). */
@@ -97,6 +100,13 @@ export class AccountSession {
       api: opts.ports.senderApi(this.senderApi()),
       self: { aci: account.aci, deviceId: account.deviceId, profileKey: account.profileKey },
       lock,
+      logger,
+      now,
+    });
+    this.uploads = new AttachmentUploader({
+      env: opts.environment,
+      chat: () => this.chat,
+      dir: () => opts.attachments().dir,
       logger,
       now,
     });

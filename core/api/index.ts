@@ -16,3 +16,4 @@ export * from './keys';
 export * from './messages';
 export * from './registration';
 export * from './profiles';
+export * from './attachments';
