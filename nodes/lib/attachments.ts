@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError } from '../../core/errors';
 import { HEAD_BYTES, imageSize, sniffContentType } from '../../core/messaging/media';
+import { MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS } from '../../core/messaging/outgoing-attachments';
 import type { OutgoingAttachment } from '../../core/types';
 
-/** Signal's limits: attachments per message, and bytes per attachment (100 MiB). */
-export const MAX_ATTACHMENTS = 32;
-export const MAX_ATTACHMENT_BYTES = 100 * 1024 * 1024;
+/** Signal's limits, as the engine checks them: attachments per message, bytes per attachment. */
+export { MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS };
 
 /** One entry as the flow gave it, checked for shape: bytes or a file, and the optional fields. */
 export interface AttachmentSpec extends OutgoingAttachment {

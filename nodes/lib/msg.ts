@@ -2,6 +2,7 @@
 import { classifyRecipient } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
+import { MAX_LONG_TEXT_BYTES } from '../../core/messaging/outgoing-attachments';
 import type { ErrorFields } from './status';
 import type { IncomingEvent, LookupSource } from '../../core/types';
 import type { NodeMessage } from './red';
@@ -11,7 +12,7 @@ import type { NodeMessage } from './red';
  * Signal's apps do, the start inline and the whole text as a "long text" attachment, which Signal's
  * apps take up to 64 KiB.
  */
-export const MAX_TEXT_BYTES = 64 * 1024;
+export const MAX_TEXT_BYTES = MAX_LONG_TEXT_BYTES;
 /**
  * The most recipients per msg. Each one is a separate end-to-end encrypted send, one after the
  * other, and Signal rate-limits (then challenges with a captcha) accounts that message many people
