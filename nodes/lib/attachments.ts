@@ -184,7 +184,8 @@ async function readHead(file: fs.promises.FileHandle, size: number): Promise<Uin
 async function fileHead(p: string, what: string): Promise<Uint8Array> {
   let file: fs.promises.FileHandle;
   try {
-    file = await fs.promises.open(p, 'r');
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+    file = await fs.promises.open(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new InvalidInputError(`${what}: no such file ${p}`);
