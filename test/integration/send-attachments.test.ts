@@ -10,7 +10,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
+import {
+  ValidatingPassThrough,
+  everyNthByte,
+} from '@signalapp/libsignal-client/dist/incremental_mac.js';
 import { encryptAttachment } from '../../core/crypto/attachment';
 import { InvalidInputError } from '../../core/errors';
 import type { MessageEvent } from '../../core/types';
@@ -158,6 +164,32 @@ describe('integration: sending attachments', function () {
     assert.equal(p.flags, 1);
     assert.equal(p.contentType, 'application/octet-stream');
     assert.ok(independentDecrypt(cdnFile(sandbox, p), p).equals(audio));
+  });
+
+  it('a video/mp4 carries an incremental MAC libsignal validates over the CDN file, and no file name', async () => {
+    const { client, bob, sandbox } = world;
+    const video = crypto.randomBytes(400_000);
+    await client.send(bob.device.aci, {
+      attachments: [{ data: video, contentType: 'video/mp4', fileName: 'clip.mp4' }],
+    });
+    const got = await withTimeout(bob.waitForMessage(), 20_000, 'the video');
+    const p = got.dataMessage.attachments?.[0] as Pointer & {
+      incrementalMac?: Uint8Array | null;
+      chunkSize?: number | null;
+    };
+    assert.ok(!p.fileName);
+    assert.ok(p.incrementalMac && p.chunkSize, 'incremental MAC and chunk size');
+    const file = cdnFile(sandbox, p);
+    await pipeline(
+      Readable.from([file]),
+      new ValidatingPassThrough(
+        new Uint8Array(Buffer.from(p.key!).subarray(32)) as Uint8Array<ArrayBuffer>,
+        everyNthByte(p.chunkSize),
+        new Uint8Array(p.incrementalMac) as Uint8Array<ArrayBuffer>,
+      ),
+      new Writable({ write: (_c, _e, cb) => cb() }),
+    );
+    assert.ok(independentDecrypt(file, p).equals(video));
   });
 
   it('a 30 MiB file (a path) is sent, bytes equal', async () => {
