@@ -203,7 +203,8 @@ export class SignalClient extends AccountHost {
 
   /**
    * Sends a message to an ACI, a `PNI:` service id, or a phone number: text with an optional quote,
-   * mentions and styles (UTF-16 offsets in `text`), carrying the chat's disappearing-messages timer;
+   * mentions and styles (UTF-16 offsets in `text`), attachments (uploaded first; a long text goes as
+   * one too), carrying the chat's disappearing-messages timer;
    * `expiresInSeconds` changes that timer first (its own timer-update message, as Signal's apps do).
    * Everything is checked before anything is sent (InvalidInputError naming the field).
    */
@@ -274,7 +275,7 @@ export class SignalClient extends AccountHost {
     const groupId = groupTarget(to);
     if (groupId !== null) return this.toGroup(groupId, send);
     const store = this.requireStore();
-    const { sender } = this.requireSession();
+    const { sender, uploads } = this.requireSession();
     const directory = this.directory();
     const recipient = directory.recipientForm(to);
     const serviceId = await directory.resolve(recipient);
@@ -282,6 +283,7 @@ export class SignalClient extends AccountHost {
     const rich = new RichMessages({
       sender,
       self: { aci: account.aci, profileKey: account.profileKey ?? null },
+      uploader: uploads,
       now: this.now,
       store: richStorePort(store),
     });

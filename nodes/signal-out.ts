@@ -1,11 +1,12 @@
 /**
  * signal-out: sends msg.payload as a Signal message to msg.to (or the node's "To"): one recipient or
- * many; or, instead, the one kind msg names (a reaction, a receipt, typing, an edit, a delete:
+ * many, with attachments (msg.attachments, a Buffer payload: lib/attachments.ts); or, instead, the one kind msg names (a reaction, a receipt, typing, an edit, a delete:
  * lib/rich.ts). Per-recipient results are merged into msg.signal; any failure also reaches Catch nodes via
  * done(err). The sending itself is lib/send.ts; this file maps msg to it and back.
  */
 import { InvalidInputError, SignalError } from '../core/errors';
 import { accountOf, linkedClient } from './lib/account';
+import { resolveAttachments } from './lib/attachments';
 import { serviceIdOf } from './lib/identity';
 import { recipientsOf } from './lib/msg';
 import type { Node, NodeMessage, RED } from './lib/red';
@@ -42,6 +43,9 @@ export = function register(RED: RED): void {
       node.status(noAccountStatus(RED._, node));
       node.error(RED._('signal-out.errors.noAccount'));
     } else account.register(node);
+    // Relative attachment paths resolve as Node-RED's file nodes resolve theirs.
+    const workDir = RED.settings.fileWorkingDirectory;
+    const fileDir = typeof workDir === 'string' && workDir !== '' ? workDir : process.cwd();
 
     node.on(
       'input',
@@ -112,6 +116,8 @@ export = function register(RED: RED): void {
           try {
             // The msg is checked first: a bad msg is an error whatever the account's state.
             action = actionOf(msg, config.textStyle === 'styled');
+            if (action.kind === 'message' && action.attachments.length > 0)
+              action.message.attachments = await resolveAttachments(action.attachments, fileDir);
             const opened = await account.client();
             recipients = recipientsOf(msg.to, config.to, opened.options.defaultRegion);
             client = await linkedClient(account);

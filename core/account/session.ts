@@ -10,6 +10,7 @@ import {
   prepareEvents,
   type AttachmentPolicy,
 } from '../messaging/attachments';
+import { AttachmentUploader } from '../messaging/attachment-upload';
 import { IdentityKeyPair, PublicKey, type PrivateKey } from '@signalapp/libsignal-client';
 // Not re-exported from the package's index (NEXT-WAVE §2.4): the file itself.
 import { AccountEntropyPool } from '@signalapp/libsignal-client/dist/AccountKeys.js';
@@ -80,6 +81,8 @@ export class AccountSession {
   readonly sender: Sender;
   /** Sends to groups: sender keys and multi-recipient sealed sender, else 1:1 (core/groups). */
   readonly groupSender: GroupSender;
+  /** Encrypts and uploads what a message sends (core/messaging/attachment-upload.ts). */
+  readonly uploads: AttachmentUploader;
   readonly prekeys: PreKeyMaintenance;
   readonly chat: PersistentChat;
   /** Senders' profile names, fetched after their messages are emitted (core/directory/profiles.ts). */
@@ -136,6 +139,13 @@ export class AccountSession {
       serverPublicParams: opts.environment.serverPublicParams
         ? new Uint8Array(Buffer.from(opts.environment.serverPublicParams, 'base64'))
         : null,
+    });
+    this.uploads = new AttachmentUploader({
+      env: opts.environment,
+      chat: () => this.chat,
+      dir: () => opts.attachments().dir,
+      logger,
+      now,
     });
     this.profiles = new ProfileNames({
       store: {

@@ -19,3 +19,4 @@ export * from './registration';
 export * from './profiles';
 export * from './groups';
 export * from './storage';
+export * from './attachments';

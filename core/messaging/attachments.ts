@@ -189,8 +189,20 @@ export async function prepareEvents(
       continue;
     }
     const attachments: ReceivedAttachment[] = [];
+    let body = ev.body;
+    let longTextDone = false;
     for (const recorded of ev.attachments as RecordedAttachment[]) {
       const { pointer, ...a } = recorded;
+      if (a.contentType === LONG_TEXT_TYPE && pointer && !longTextDone) {
+        // A long message's whole text: it replaces the cut body and is not listed (Signal's apps
+        // show the full text, not a file), whatever the mode. Failed, the cut body stays and the
+        // attachment is listed with why.
+        longTextDone = true;
+        const text = await fetchLongText(env, policy, logger, a, pointer, isStopped);
+        if (typeof text === 'string') body = text;
+        else attachments.push(text);
+        continue;
+      }
       if (policy.mode === 'metadata') {
         attachments.push(a);
         continue;
@@ -204,7 +216,8 @@ export async function prepareEvents(
       }
       attachments.push(await fetchOne(env, policy, logger, ev.timestamp, a, pointer, isStopped));
     }
-    out.push({ ...ev, attachments });
+    const { attachments: _recorded, ...rest } = ev;
+    out.push({ ...rest, body, ...(attachments.length > 0 ? { attachments } : {}) });
   }
   if (policy.mode === 'files') prune(policy, logger);
   return out;
@@ -223,6 +236,29 @@ export function failAll(events: IncomingEvent[], e: unknown): IncomingEvent[] {
         }
       : ev,
   );
+}
+
+/** The long-text attachment type (Signal-Desktop's MIME.LONG_MESSAGE). */
+export const LONG_TEXT_TYPE = 'text/x-signal-plain';
+/**
+ * The most a long text's file may be: Signal's apps send at most 64 KiB of text; other senders'
+ * padding and some slack are allowed, never a file that would not be a message's text.
+ */
+const MAX_LONG_TEXT_FILE = 1024 * 1024;
+
+/** Downloads a long message's text: the text, or the attachment marked failed. */
+async function fetchLongText(
+  env: Environment,
+  policy: AttachmentPolicy,
+  logger: Logger,
+  a: ReceivedAttachment,
+  pointer: StoredPointer,
+  isStopped: () => boolean,
+): Promise<string | ReceivedAttachment> {
+  const capped = { ...policy, mode: 'buffers' as const, maxBytes: MAX_LONG_TEXT_FILE };
+  const got = await fetchOne(env, capped, logger, 0, a, pointer, isStopped);
+  if (got.failed || !got.data) return { ...a, failed: got.failed ?? failureOf(null) };
+  return Buffer.from(got.data).toString('utf8');
 }
 
 async function fetchOne(

@@ -121,8 +121,12 @@ export function richDataMessage(opts: {
     { start: number; length: number } & ({ mentionAci: string } | { style: number })
   >;
   quote?: { id: number; authorAci: string; text?: string };
+  attachments?: signalservice.IAttachmentPointer[];
 }): signalservice.IDataMessage {
-  const dm: signalservice.IDataMessage = { body: opts.body, timestamp: opts.timestamp };
+  const dm: signalservice.IDataMessage = { timestamp: opts.timestamp };
+  // An attachment-only message has no body (Signal's apps leave it out rather than send "").
+  if (opts.body) dm.body = opts.body;
+  if (opts.attachments && opts.attachments.length > 0) dm.attachments = opts.attachments;
   if (opts.bodyRanges && opts.bodyRanges.length > 0) {
     dm.bodyRanges = opts.bodyRanges.map((r) =>
       'mentionAci' in r
@@ -140,6 +144,55 @@ export function richDataMessage(opts: {
     };
   }
   return withTimer(dm, opts.timer, opts.profileKey);
+}
+
+/** AttachmentPointer.Flags.VOICE_MESSAGE. */
+const VOICE_MESSAGE = 1;
+
+/** What an uploaded attachment's pointer is built from. */
+export interface UploadedAttachment {
+  cdnNumber: number;
+  cdnKey: string;
+  keys: Uint8Array;
+  digest: Uint8Array;
+  /** The unpadded plaintext length. */
+  size: number;
+  incrementalMac?: Uint8Array;
+  chunkSize?: number;
+  uploadTimestamp: number;
+  contentType: string;
+  fileName?: string;
+  caption?: string;
+  width?: number;
+  height?: number;
+  voiceNote?: boolean;
+}
+
+/**
+ * The AttachmentPointer of an uploaded file, as Signal's apps send it: `cdnKey` + `cdnNumber`, the
+ * keys, digest and unpadded size, the incremental MAC when there is one, and the metadata; the file
+ * name is left out for images and videos (Signal-Desktop strips it there), VOICE_MESSAGE flagged.
+ */
+export function attachmentPointer(a: UploadedAttachment): signalservice.IAttachmentPointer {
+  const p: signalservice.IAttachmentPointer = {
+    cdnKey: a.cdnKey,
+    cdnNumber: a.cdnNumber,
+    key: a.keys,
+    digest: a.digest,
+    size: a.size,
+    uploadTimestamp: a.uploadTimestamp,
+    contentType: a.contentType,
+  };
+  if (a.incrementalMac && a.chunkSize) {
+    p.incrementalMac = a.incrementalMac;
+    p.chunkSize = a.chunkSize;
+  }
+  if (a.fileName && !/^(image|video)\//i.test(a.contentType)) p.fileName = a.fileName;
+  if (a.voiceNote) p.flags = VOICE_MESSAGE;
+  if (a.width) p.width = a.width;
+  if (a.height) p.height = a.height;
+  if (a.caption) p.caption = a.caption;
+  return p;
 }
 
 /** A reaction (or its removal): DataMessage.reaction with the target's author and sent timestamp. */

@@ -2,14 +2,22 @@
  * The outgoing-message model (core/types.ts OutgoingMessage, OutgoingReaction), checked before
  * anything is resolved or sent: every refusal is an InvalidInputError naming the field
  * (`mentions[1].start`), and a field the engine does not send is refused by name rather than dropped.
- * Pure functions: no I/O.
+ * No I/O but the stat of an attachment's file (./outgoing-attachments.ts).
  */
 import { Aci, ServiceId } from '@signalapp/libsignal-client';
 import { InvalidInputError } from '../errors';
 import type { OutgoingMessage, OutgoingReaction, TextStyle } from '../types';
+import {
+  MAX_INLINE_BODY_BYTES,
+  MAX_LONG_TEXT_BYTES,
+  checkAttachments,
+  inlineLength,
+  type CheckedAttachment,
+} from './outgoing-attachments';
 
 const OUTGOING_FIELDS = new Set<string>([
   'text',
+  'attachments',
   'quote',
   'mentions',
   'styles',
@@ -44,9 +52,17 @@ export type WireBodyRange =
 
 /** A checked OutgoingMessage, ready for the content builders. */
 export interface CheckedMessage {
-  /** The body as sent: each mention's range replaced by U+FFFC. */
+  /**
+   * The body as sent: each mention's range replaced by U+FFFC; over 2,000 UTF-8 bytes, its first
+   * 2,000 bytes (cut at a code point), with the whole of it in `longText`.
+   */
   body: string;
+  /** Ranges within `body` (a range past a long text's cut is left out with it). */
   bodyRanges: WireBodyRange[];
+  /** The files to upload and send, in order. */
+  attachments: CheckedAttachment[];
+  /** A long body's whole text (UTF-8), sent as a `text/x-signal-plain` attachment first. */
+  longText?: Uint8Array;
   quote?: { id: number; authorAci: string; text?: string };
   expiresInSeconds?: number;
 }
@@ -156,9 +172,17 @@ export function checkOutgoing(message: OutgoingMessage): CheckedMessage {
   if (!isPlainObject(message))
     throw new InvalidInputError('The message must be an object such as {text: "…"}');
   refuseUnknown(message, OUTGOING_FIELDS, 'message');
-  const { text } = message;
-  if (typeof text !== 'string') throw new InvalidInputError('The message text must be a string');
-  if (text.length === 0) throw new InvalidInputError('The message text is empty');
+  const attachments = checkAttachments(message.attachments);
+  const given = message.text;
+  if (given !== undefined && typeof given !== 'string')
+    throw new InvalidInputError('The message text must be a string');
+  const text = given ?? '';
+  if (text.length === 0 && attachments.length === 0)
+    throw new InvalidInputError(
+      given === undefined
+        ? 'The message has neither text nor attachments'
+        : 'The message text is empty',
+    );
 
   const mentions = rangeList(message.mentions, 'mentions').map((m, i) => ({
     ...checkRange(text, m, `mentions[${i}]`, 1),
@@ -209,7 +233,19 @@ export function checkOutgoing(message: OutgoingMessage): CheckedMessage {
     bodyRanges.push({ start, length: moved(end) - start, style: s.style });
   });
 
-  const checked: CheckedMessage = { body, bodyRanges };
+  const checked: CheckedMessage = { body, bodyRanges, attachments };
+  const bytes = Buffer.byteLength(body);
+  if (bytes > MAX_INLINE_BODY_BYTES) {
+    if (bytes > MAX_LONG_TEXT_BYTES)
+      throw new InvalidInputError(
+        `text: ${bytes} UTF-8 bytes is over Signal's limit of ${MAX_LONG_TEXT_BYTES} (64 KiB) for a long message`,
+      );
+    // As Signal's apps send a long message: the start inline, the whole as an attachment.
+    const cut = inlineLength(body);
+    checked.longText = new Uint8Array(Buffer.from(body, 'utf8'));
+    checked.body = body.slice(0, cut);
+    checked.bodyRanges = bodyRanges.filter((r) => r.start + r.length <= cut);
+  }
   if (message.quote !== undefined) {
     const q: unknown = message.quote;
     if (!isPlainObject(q))

@@ -40,13 +40,22 @@ interface DataBase {
   profileKey?: Uint8Array;
 }
 
-/** A checked message's body, ranges and quote, as richDataMessage takes them. */
-function bodyOf(message: CheckedMessage) {
+/** A checked message's body, ranges, quote and uploaded attachments, as richDataMessage takes them. */
+function bodyOf(message: CheckedMessage, attachments: signalservice.IAttachmentPointer[]) {
   return {
     body: message.body,
     bodyRanges: message.bodyRanges,
     ...(message.quote ? { quote: message.quote } : {}),
+    ...(attachments.length > 0 ? { attachments } : {}),
   };
+}
+
+/** Uploads attachments and long text (./attachment-upload.ts AttachmentUploader). */
+export interface UploaderPort {
+  uploadAll(
+    attachments: CheckedMessage['attachments'],
+    longText?: Uint8Array,
+  ): Promise<signalservice.IAttachmentPointer[]>;
 }
 import type { Sender } from './sender';
 
@@ -102,6 +111,8 @@ export interface RichMessagesOptions {
   sender: RichSender;
   store: RichStorePort;
   self: { aci: string; profileKey: Uint8Array | null };
+  /** Needed for messages with attachments or long text. */
+  uploader?: UploaderPort;
   now?: () => number;
 }
 
@@ -128,10 +139,22 @@ export class RichMessages {
    * Signal's apps send a timer change), with the next version; the text then carries the new timer.
    */
   async send(serviceId: string, message: CheckedMessage): Promise<SendResult> {
+    // Uploads first: a failed upload sends nothing (not even a timer change).
+    const attachments = await this.upload(message);
     const timer = await this.timerFor(serviceId, message.expiresInSeconds);
-    return this.sendData(serviceId, (base) => richDataMessage({ ...base, ...bodyOf(message) }), {
-      timer,
-    });
+    return this.sendData(
+      serviceId,
+      (base) => richDataMessage({ ...base, ...bodyOf(message, attachments) }),
+      { timer },
+    );
+  }
+
+  /** The message's attachment pointers (its long text first), uploaded. */
+  private async upload(message: CheckedMessage): Promise<signalservice.IAttachmentPointer[]> {
+    if (message.attachments.length === 0 && !message.longText) return [];
+    if (!this.opts.uploader)
+      throw new InvalidInputError('This client cannot send attachments (no uploader)');
+    return this.opts.uploader.uploadAll(message.attachments, message.longText);
   }
 
   /**
@@ -245,6 +268,12 @@ export class RichMessages {
       throw new InvalidInputError(
         'expiresInSeconds cannot change with an edit: send it with a new message',
       );
+    if (message.attachments.length > 0)
+      throw new InvalidInputError(
+        'attachments cannot change with an edit: an edit replaces the text only',
+      );
+    if (message.body === '')
+      throw new InvalidInputError('The message text is empty: an edit needs the new text');
     const { original } = this.ownMessage(serviceId, targetTimestamp, 'edit');
     const changes = this.opts.store.changesOf(serviceId, original);
     if (changes.deleted)
@@ -257,9 +286,11 @@ export class RichMessages {
       throw new InvalidInputError(
         `targetTimestamp: message ${original} is older than 24 hours, Signal's edit window`,
       );
+    // A long text edit carries its whole text as an attachment, as a long message does.
+    const attachments = await this.upload(message);
     const result = await this.sendData(
       serviceId,
-      (base) => richDataMessage({ ...base, ...bodyOf(message) }),
+      (base) => richDataMessage({ ...base, ...bodyOf(message, attachments) }),
       { wrap: (dm) => editContent(original, dm) },
     );
     this.opts.store.noteEdit(serviceId, original);

@@ -2,17 +2,17 @@
 import { classifyRecipient, groupTarget } from '../../core/client';
 import { normalizeNumber } from '../../core/directory';
 import { InvalidInputError } from '../../core/errors';
+import { MAX_LONG_TEXT_BYTES } from '../../core/messaging/outgoing-attachments';
 import type { ErrorFields } from './status';
 import type { GroupRecipientResult, IncomingEvent, LookupSource } from '../../core/types';
 import type { NodeMessage } from './red';
 
 /**
- * The most text one message carries: 2048 bytes of UTF-8. Signal's apps send longer text as a
- * "long text" attachment and treat a longer inline body as too long (Signal-Desktop's
- * LONG_ATTACHMENT_LIMIT cuts it there); this package sends no attachments yet, so longer text is
- * refused with an error rather than cut on the recipient's screen.
+ * The most text one message carries: 64 KiB of UTF-8. Over 2,000 bytes the engine sends it as
+ * Signal's apps do, the start inline and the whole text as a "long text" attachment, which Signal's
+ * apps take up to 64 KiB.
  */
-export const MAX_TEXT_BYTES = 2048;
+export const MAX_TEXT_BYTES = MAX_LONG_TEXT_BYTES;
 /**
  * The most recipients per msg. Each one is a separate end-to-end encrypted send, one after the
  * other, and Signal rate-limits (then challenges with a captcha) accounts that message many people
@@ -47,21 +47,26 @@ function kindOf(value: unknown): string {
 const AS_TEXT =
   'give the phone number as text with its country code, e.g. "+15551234567" (a number loses the "+" and any leading zero)';
 
-export function textOf(payload: unknown): string {
+/** "a Buffer" as well as what kindOf says. */
+function payloadKind(value: unknown): string {
+  return value instanceof Uint8Array ? 'a Buffer' : kindOf(value);
+}
+
+export function textOf(payload: unknown, what = 'msg.payload'): string {
   if (typeof payload === 'string') {
     if (payload.length === 0)
-      throw new InvalidInputError('msg.payload is empty: there is no text to send');
+      throw new InvalidInputError(`${what} is empty: there is no text to send`);
     const bytes = Buffer.byteLength(payload);
     if (bytes > MAX_TEXT_BYTES) {
       throw new InvalidInputError(
-        `msg.payload is too long: ${bytes} bytes of text, and a Signal message carries at most ${MAX_TEXT_BYTES} bytes (UTF-8); shorten it or split it over several messages`,
+        `${what} is too long: ${bytes} bytes of text, and a Signal message carries at most ${MAX_TEXT_BYTES} bytes (UTF-8); shorten it or split it over several messages`,
       );
     }
     return payload;
   }
   if (typeof payload === 'number' || typeof payload === 'boolean') return String(payload);
   throw new InvalidInputError(
-    `msg.payload must be text (a string, number or boolean), but it is ${kindOf(payload)}`,
+    `${what} must be text (a string, number or boolean), but it is ${payloadKind(payload)}`,
   );
 }
 

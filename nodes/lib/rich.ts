@@ -7,6 +7,7 @@
 import type { SignalClient } from '../../core/client';
 import { InvalidInputError } from '../../core/errors';
 import type { OutgoingMessage, OutgoingReaction, SendResult } from '../../core/types';
+import { attachmentSpecsOf, type AttachmentSpec } from './attachments';
 import { textOf } from './msg';
 import type { NodeMessage } from './red';
 import { parseStyled, stylesOf, type StyleRange } from './styles';
@@ -19,7 +20,7 @@ type Mention = NonNullable<OutgoingMessage['mentions']>[number];
 
 /** What one msg asks signal-out to do: a message (text and its extras) or one other kind. */
 export type Action =
-  | { kind: 'message'; message: RichMessage }
+  | { kind: 'message'; message: RichMessage; attachments: AttachmentSpec[] }
   | { kind: 'reaction'; reaction: Reaction }
   | { kind: 'receipt'; type: 'read' | 'viewed'; timestamps: number[] }
   | { kind: 'typing'; started: boolean }
@@ -29,7 +30,14 @@ export type Action =
 /** The msg properties that each send a kind of their own instead of a new message. */
 export const KINDS = ['reaction', 'receipt', 'typing', 'edit', 'delete'] as const;
 /** What only a message (or an edit) carries. */
-const EXTRAS = ['quote', 'mentions', 'styles', 'expiresInSeconds'] as const;
+const EXTRAS = [
+  'quote',
+  'mentions',
+  'styles',
+  'expiresInSeconds',
+  'attachments',
+  'caption',
+] as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -161,20 +169,50 @@ function receiptOf(v: unknown): Extract<Action, { kind: 'receipt' }> {
 }
 
 /**
+ * The message's text: a text msg.payload as ever; with a payload that is not text (a Buffer sent as
+ * the attachment, or none at all beside msg.attachments), msg.caption or no text. A msg.caption
+ * beside a text payload is refused rather than one of them dropped.
+ */
+function bodyOf(msg: NodeMessage, attachments: AttachmentSpec[]): string | undefined {
+  const p = msg.payload;
+  const isText = typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean';
+  if (msg.caption !== undefined) {
+    if (typeof msg.caption !== 'string')
+      throw new InvalidInputError(`msg.caption must be text, but it is ${kindOf(msg.caption)}`);
+    if (isText && p !== '')
+      throw new InvalidInputError(
+        'msg.caption and a text msg.payload are both set: msg.caption is the text sent with a Buffer payload or msg.attachments; put the text in one of them',
+      );
+    if (attachments.length === 0)
+      throw new InvalidInputError('msg.caption is the text of an attachment, but there is none');
+  }
+  if (attachments.length === 0) return textOf(p);
+  if (isText && p !== '') return textOf(p);
+  if (p !== undefined && p !== null && p !== '' && !(p instanceof Uint8Array)) {
+    throw new InvalidInputError(
+      `msg.payload must be text or a Buffer beside msg.attachments, but it is ${kindOf(p)}`,
+    );
+  }
+  return msg.caption === undefined || msg.caption === ''
+    ? undefined
+    : textOf(msg.caption, 'msg.caption');
+}
+
+/**
  * The text and its extras for a message or an edit. With `styled`, markers in the payload become
  * ranges and are stripped; msg.mentions and msg.styles count in that stripped text (the text the
  * recipient sees), so they pass unchanged, and styled ranges and msg.styles are sent together.
  */
-function messageOf(msg: NodeMessage, styled: boolean): RichMessage {
-  let text = textOf(msg.payload);
+function messageOf(msg: NodeMessage, styled: boolean, attachments: AttachmentSpec[]): RichMessage {
+  let text = bodyOf(msg, attachments);
   const styles: StyleRange[] = [];
-  if (styled) {
+  if (styled && text !== undefined) {
     const parsed = parseStyled(text);
     text = parsed.text;
     styles.push(...parsed.styles);
   }
   if (msg.styles !== undefined) styles.push(...stylesOf(msg.styles));
-  const message: RichMessage = { text };
+  const message: RichMessage = text !== undefined ? { text } : {};
   if (msg.quote !== undefined) message.quote = quoteOf(msg.quote);
   if (msg.mentions !== undefined) message.mentions = mentionsOf(msg.mentions);
   if (styles.length > 0) message.styles = styles;
@@ -196,13 +234,22 @@ export function actionOf(msg: NodeMessage, styled: boolean): Action {
     );
   }
   const kind = kinds[0];
-  if (kind === undefined) return { kind: 'message', message: messageOf(msg, styled) };
-  if (kind === 'edit')
+  if (kind === undefined) {
+    const attachments = attachmentSpecsOf(msg.payload, msg.attachments);
+    return { kind: 'message', message: messageOf(msg, styled, attachments), attachments };
+  }
+  if (kind === 'edit') {
+    for (const extra of ['attachments', 'caption'] as const)
+      if (msg[extra] !== undefined)
+        throw new InvalidInputError(
+          `msg.${extra} cannot go with msg.edit: an edit changes a message's text, not its attachments`,
+        );
     return {
       kind,
       targetTimestamp: timestampOf(msg.edit, 'msg.edit'),
-      message: messageOf(msg, styled),
+      message: messageOf(msg, styled, []),
     };
+  }
   const extra = EXTRAS.find((e) => msg[e] !== undefined);
   if (extra !== undefined) {
     throw new InvalidInputError(

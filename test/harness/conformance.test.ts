@@ -20,7 +20,12 @@ import {
   type Sandbox,
   inspect,
 } from '../integration/helpers';
-import { compareSemver, parseFirstPartyUserAgent, type RuleName } from './conformance';
+import {
+  MAX_UPLOAD_LENGTH,
+  compareSemver,
+  parseFirstPartyUserAgent,
+  type RuleName,
+} from './conformance';
 
 const OLD_DESKTOP = 'Signal-Desktop/7.0.0 sigflow/0.1';
 const quiet = { report: () => undefined };
@@ -572,6 +577,55 @@ describe('harness: strict sandbox (Signal-Server rules on the mock)', function (
         path: '/v1/certificate/delivery?includeE164=FALSE',
       });
       assert.equal(ok.status, 200);
+    });
+  });
+
+  describe('the attachment upload form (AttachmentControllerV4, a sandbox route)', () => {
+    const form = (path: string, chat?: ChatRequester) =>
+      (chat ?? chatOf(linked)).request({ verb: 'GET', path });
+
+    it('attachment-form-request-shape: no uploadLength, a bad one, or one over the maximum → 400/413', async () => {
+      assertRefused(
+        sandbox,
+        await form('/v4/attachments/form/upload'),
+        400,
+        'attachment-form-request-shape',
+      );
+      for (const bad of ['0', '-5', '1.5', 'ten'])
+        assertRefused(
+          sandbox,
+          await form(`/v4/attachments/form/upload?uploadLength=${bad}`),
+          400,
+          'attachment-form-request-shape',
+        );
+      assertRefused(
+        sandbox,
+        await form(`/v4/attachments/form/upload?uploadLength=${MAX_UPLOAD_LENGTH + 1}`),
+        413,
+        'attachment-form-request-shape',
+      );
+    });
+
+    it('attachment-form-request-shape: an unauthenticated socket → 401', async () => {
+      const anon = await open(sandbox);
+      assertRefused(
+        sandbox,
+        await form('/v4/attachments/form/upload?uploadLength=1000', anon),
+        401,
+        'attachment-form-request-shape',
+      );
+      await anon.close();
+    });
+
+    it('a well-formed request gets the mock’s CDN 3 form in Signal-Server’s shape, no rule firing', async () => {
+      const before = sandbox.conformance.fired.length;
+      const res = await form(`/v4/attachments/form/upload?uploadLength=${MAX_UPLOAD_LENGTH}`);
+      assert.equal(res.status, 200);
+      const body = JSON.parse(Buffer.from(res.body).toString()) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body).sort(), ['cdn', 'headers', 'key', 'signedUploadLocation']);
+      assert.equal(body.cdn, 3);
+      assert.match(String(body.signedUploadLocation), /\/cdn3\/attachments\//);
+      assert.equal(sandbox.conformance.fired.length, before);
     });
   });
 });

@@ -22,6 +22,7 @@ import { KEMPublicKey, PublicKey } from '@signalapp/libsignal-client';
 import type { Http2ServerRequest, Http2ServerResponse, Http2SecureServer } from 'node:http2';
 import { URL } from 'node:url';
 import { checkMultiRecipient } from './multi-recipient';
+import { encryptedAttachmentSize } from '../../core/crypto/attachment-encrypt';
 
 // ---- rules ----
 
@@ -50,6 +51,12 @@ export const RULES = [
    * range only, as a 500, and not the alignment).
    */
   'group-credentials-range',
+  /**
+   * AttachmentControllerV4.getAttachmentUploadForm: authenticated (401), `uploadLength` a positive
+   * integer (400) and at most the server's maximum (413). Signal-Server takes a missing
+   * `uploadLength` as the maximum; this client always states it, so here it is required.
+   */
+  'attachment-form-request-shape',
   /**
    * NOT Signal-Server's: the sandbox's own privacy rule. Signal-Server defaults `includeE164` to
    * true; this client never puts the account's number into sealed-sender certificates, so here a
@@ -701,6 +708,8 @@ export class Conformance {
       if (refusal) throw new Refusal(refusal.rule, refusal.status, refusal.message);
     } else if (verb === 'GET' && path === '/v1/certificate/auth/group') {
       this.checkGroupCredentials(url);
+    } else if (verb === 'GET' && path === '/v4/attachments/form/upload') {
+      if (this.isOn('attachment-form-request-shape')) checkUploadForm(url, device);
     }
   }
 
@@ -853,6 +862,31 @@ export class Conformance {
         `${value === undefined ? 'without includeE164=false' : `with includeE164=${value}`} Signal-Server would put the account's phone number into the sealed-sender certificate; this client never shares it (a sandbox rule, not Signal-Server's)`,
       );
   }
+}
+
+/**
+ * The largest `uploadLength` the sandbox grants: the encrypted size of a 100 MiB file (Signal's
+ * attachment limit; production sets `global.attachments.maxBytes` in its configuration).
+ */
+export const MAX_UPLOAD_LENGTH = encryptedAttachmentSize(100 * 1024 * 1024);
+
+/** AttachmentControllerV4.getAttachmentUploadForm's `@Auth` and `@QueryParam("uploadLength")`. */
+function checkUploadForm(url: URL, device: MockDevice | undefined): void {
+  const rule = 'attachment-form-request-shape';
+  if (!device) throw new Refusal(rule, 401, 'an upload form needs an authenticated device');
+  const given = url.searchParams.getAll('uploadLength');
+  if (given.length === 0)
+    throw new Refusal(rule, 400, 'uploadLength is missing (this client always states it)');
+  const value = given[0] ?? '';
+  // Jersey's Optional<@Positive Long>: digits only, no sign, no fraction, above zero.
+  if (!/^\d+$/.test(value) || Number(value) <= 0 || !Number.isSafeInteger(Number(value)))
+    throw new Refusal(rule, 400, `uploadLength=${value} is not a positive integer`);
+  if (Number(value) > MAX_UPLOAD_LENGTH)
+    throw new Refusal(
+      rule,
+      413,
+      `uploadLength=${value} exceeds the maximum of ${MAX_UPLOAD_LENGTH} (exceeded maximum uploadLength)`,
+    );
 }
 
 async function identityKey(

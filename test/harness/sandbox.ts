@@ -92,8 +92,9 @@ const credentialLog: Array<{ username: string; password: string }> = [];
 let directoryRouteInstalled = false;
 
 /**
- * The mock serves no `/v2/directory/auth` (PROTOCOL.md §11): register it on each WebSocket
- * connection's router, authenticated like the mock's own routes. Pinned to mock-server 27.0.0.
+ * The mock serves no `/v2/directory/auth` (PROTOCOL.md §11) and no REST upload form: register both
+ * on each WebSocket connection's router, authenticated like the mock's own routes. Pinned to
+ * mock-server 27.0.0.
  */
 function installDirectoryAuthRoute(): void {
   if (directoryRouteInstalled) return;
@@ -105,6 +106,17 @@ function installDirectoryAuthRoute(): void {
   };
   interface MockConnection {
     device?: { aci: string };
+    server?: {
+      getAttachmentUploadForm(
+        folder: string,
+        key: string,
+      ): Promise<{
+        cdn: number;
+        key: string;
+        headers: Record<string, string>;
+        signedUploadLocation: string;
+      }>;
+    };
     router: { get(pattern: string, handler: () => Promise<[number, unknown]>): void };
     __sigflowDirectory?: boolean;
   }
@@ -123,6 +135,24 @@ function installDirectoryAuthRoute(): void {
         };
         credentialLog.push(credential);
         return [200, credential];
+      });
+      // NEXT-WAVE.md §5 Option A: the mock serves the upload form over gRPC only
+      // (Attachments/GetUploadForm); production Signal-Server serves this REST route
+      // (AttachmentControllerV4), so the sandbox adds it from the mock's own form function. The
+      // strict sandbox checks the request first (rule attachment-form-request-shape).
+      this.router.get('/v4/attachments/form/upload', async () => {
+        if (!this.device) return [401, { error: 'Not authorized' }];
+        const form = await this.server!.getAttachmentUploadForm('attachments', crypto.randomUUID());
+        // AttachmentDescriptorV3 as Signal-Server serializes it.
+        return [
+          200,
+          {
+            cdn: form.cdn,
+            key: form.key,
+            headers: form.headers,
+            signedUploadLocation: form.signedUploadLocation,
+          },
+        ];
       });
     }
     return original.call(this, request);

@@ -165,10 +165,10 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     },
     {
       name: `payload one byte over ${MAX_TEXT_BYTES} bytes of UTF-8 (counted in bytes, not characters)`,
-      // 682 × "€" (3 bytes) + "ab" = 2048 bytes; one more "€" makes 2051 with only 685 characters.
-      msg: () => ({ payload: '€'.repeat(683) + 'ab', to: bob.device.aci }),
+      // 21845 × "€" (3 bytes) + "a" = 65536 bytes; one more "€" makes 65539 with 21847 characters.
+      msg: () => ({ payload: '€'.repeat(21846) + 'a', to: bob.device.aci }),
       code: 'INVALID_INPUT',
-      message: /too long: 2051 bytes/,
+      message: /too long: 65539 bytes/,
     },
     {
       name: 'msg.to an array of 1,000 recipients',
@@ -262,9 +262,11 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     });
   }
 
-  it(`signal-out sends a text of exactly ${MAX_TEXT_BYTES} bytes whole`, async () => {
-    const text = '€'.repeat(682) + 'ab';
-    assert.equal(Buffer.byteLength(text), MAX_TEXT_BYTES);
+  // Up to 2,000 bytes the text goes inline whole; longer (up to MAX_TEXT_BYTES) it goes as a long-text
+  // attachment (test/nodes/signal-out-attachments.test.ts).
+  it('signal-out sends a text of exactly 2000 bytes inline, whole', async () => {
+    const text = '€'.repeat(666) + 'ab';
+    assert.equal(Buffer.byteLength(text), 2000);
     const out = nextInput(node('outSink'), (m) => m.payload === text);
     node('out1').receive({ payload: text, to: bob.device.aci });
     await out;

@@ -236,6 +236,7 @@ describe('nodes/lib/styles and rich: msg checks before anything is sent', () => 
     assert.deepEqual(actionOf({ payload: '**x**' }, false), {
       kind: 'message',
       message: { text: '**x**' },
+      attachments: [],
     });
     assert.deepEqual(actionOf({ payload: '*new*', edit: 17 }, true), {
       kind: 'edit',

@@ -23,15 +23,77 @@ function refused(fn: () => unknown, field: RegExp): void {
 
 describe('core/messaging/outgoing: the message model checked before sending', () => {
   it('plain text passes as is; an unknown field is refused by name', () => {
-    assert.deepEqual(checkOutgoing({ text: 'hi' }), { body: 'hi', bodyRanges: [] });
+    assert.deepEqual(checkOutgoing({ text: 'hi' }), {
+      body: 'hi',
+      bodyRanges: [],
+      attachments: [],
+    });
     assert.equal(outgoingText({ text: 'hi' }), 'hi');
     refused(
-      () => checkOutgoing({ text: 'hi', attachments: [] } as unknown as OutgoingMessage),
-      /"attachments"/,
+      () => checkOutgoing({ text: 'hi', sticker: {} } as unknown as OutgoingMessage),
+      /"sticker"/,
     );
     refused(() => checkOutgoing({ text: '' }), /empty/);
     refused(() => checkOutgoing({ text: 3 } as unknown as OutgoingMessage), /string/);
     refused(() => checkOutgoing(null as unknown as OutgoingMessage), /object/);
+  });
+
+  it('long text: over 2,000 UTF-8 bytes, the body is cut at a code point and the whole goes as longText', () => {
+    const short = checkOutgoing({ text: 'a'.repeat(2000) });
+    assert.equal(short.longText, undefined);
+    // 1999 ASCII bytes then a 4-byte emoji: the cut must fall before the emoji, not inside it.
+    const text = 'a'.repeat(1999) + '😀' + 'tail';
+    const long = checkOutgoing({
+      text,
+      styles: [
+        { style: 'bold', start: 0, length: 5 },
+        { style: 'italic', start: 1995, length: 8 },
+      ],
+    });
+    assert.equal(long.body, 'a'.repeat(1999));
+    assert.equal(Buffer.from(long.longText!).toString('utf8'), text);
+    // A range past the cut is left out of the inline body's ranges.
+    assert.deepEqual(long.bodyRanges, [{ start: 0, length: 5, style: 1 }]);
+    refused(() => checkOutgoing({ text: 'é'.repeat(32 * 1024 + 1) }), /^text: 65538 UTF-8 bytes/);
+    assert.ok(checkOutgoing({ text: 'é'.repeat(32 * 1024) }).longText);
+  });
+
+  it('attachments: text optional, each entry checked by index', () => {
+    const ok = checkOutgoing({
+      attachments: [{ data: Buffer.from('x'), contentType: 'Image/PNG', width: 2, height: 3 }],
+    });
+    assert.equal(ok.body, '');
+    assert.deepEqual(ok.attachments[0], {
+      source: { data: Buffer.from('x') },
+      size: 1,
+      contentType: 'image/png',
+      width: 2,
+      height: 3,
+    });
+    assert.equal(
+      checkOutgoing({ attachments: [{ data: Buffer.from('x') }] }).attachments[0]!.contentType,
+      'application/octet-stream',
+    );
+    refused(
+      () => checkOutgoing({ attachments: [{ data: Buffer.from('x'), contentType: 'png' }] }),
+      /attachments\[0\]\.contentType/,
+    );
+    refused(
+      () => checkOutgoing({ attachments: [{ data: Buffer.from('x'), width: -1 }] }),
+      /attachments\[0\]\.width/,
+    );
+    refused(
+      () => checkOutgoing({ attachments: [{ data: 'x' }] } as unknown as OutgoingMessage),
+      /attachments\[0\]\.data must be a Buffer/,
+    );
+    refused(
+      () =>
+        checkOutgoing({
+          attachments: [{ data: Buffer.from('x'), url: 'http://x' }],
+        } as unknown as OutgoingMessage),
+      /attachments\[0\] field "url"/,
+    );
+    refused(() => checkOutgoing({ attachments: [] }), /neither text nor attachments/);
   });
 
   it('a mention becomes one U+FFFC and the later ranges move with it (UTF-16 offsets)', () => {
