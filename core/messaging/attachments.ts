@@ -69,15 +69,19 @@ export async function downloadAttachment(
   const verifier = new AttachmentVerifier(keys, Buffer.from(pointer.digest, 'base64'));
   ensureDir(dir);
   const temp = path.join(dir, `.part-${crypto.randomBytes(8).toString('hex')}`);
-  const fh = await fs.promises.open(temp, 'wx', 0o600);
+  const file = fs.createWriteStream(temp, { flags: 'wx', mode: 0o600 });
+  const failed = new Promise<never>((_, reject) => file.once('error', reject));
+  failed.catch(() => undefined);
   try {
     try {
-      await httpsGetStream(env, attachmentUrl(env, pointer), opts, async (chunk) => {
+      await httpsGetStream(env, attachmentUrl(env, pointer), opts, (chunk) => {
         verifier.update(chunk);
-        await fh.write(chunk);
+        // Back-pressure only when the disk falls behind: a wait per chunk would cost more than it.
+        if (!file.write(chunk))
+          return Promise.race([new Promise<void>((r) => file.once('drain', r)), failed]);
       });
     } finally {
-      await fh.close();
+      await Promise.race([new Promise<void>((r) => file.end(r)), failed]);
     }
     // Both checks before any plaintext is released.
     const length = verifier.finish();

@@ -17,7 +17,10 @@ export interface SendRequest {
   headers: Record<string, string>;
   /** The body, streamed; absent for none (Content-Length 0 unless `headers` say otherwise). */
   body?: Readable;
-  /** Whole request, connection included; default 120 s. */
+  /**
+   * How long the request may make no progress (no body bytes taken, no answer) before it fails;
+   * default 60 s. Idle, not total: a 100 MiB upload on a slow link takes as long as it takes.
+   */
   timeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -55,7 +58,7 @@ export function httpsSend(env: Environment, req: SendRequest): Promise<SendRespo
   }
   if (url.protocol !== 'https:')
     return Promise.reject(new NetworkError(`Refusing a non-https upload: ${url.origin}`));
-  const timeoutMs = req.timeoutMs ?? 120_000;
+  const timeoutMs = req.timeoutMs ?? 60_000;
   const what = `${req.method} to ${url.host}`;
   return new Promise<SendResponse>((resolve, reject) => {
     let settled = false;
@@ -81,7 +84,18 @@ export function httpsSend(env: Environment, req: SendRequest): Promise<SendRespo
       resolve(res);
     };
     const onAbort = () => finish(new CancelledError(what));
-    const timer = setTimeout(() => finish(new TimeoutError(what, timeoutMs)), timeoutMs);
+    let timer = setTimeout(() => finish(new TimeoutError(what, timeoutMs)), timeoutMs);
+    const progress = () => {
+      if (settled) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(new TimeoutError(what, timeoutMs)), timeoutMs);
+    };
+    /** Streams the body into the request (a 'data' listener only now: it starts the flow). */
+    const sendBody = (to: NodeJS.WritableStream) => {
+      if (!req.body) return;
+      req.body.on('data', progress);
+      req.body.pipe(to);
+    };
     if (req.signal?.aborted) return onAbort();
     req.signal?.addEventListener('abort', onAbort, { once: true });
     const onError = (e: Error) => finish(new NetworkError(`${what}: ${e.message}`, { cause: e }));
@@ -90,8 +104,10 @@ export function httpsSend(env: Environment, req: SendRequest): Promise<SendRespo
     );
     /** Reads the answer's body to its end (bounded), then resolves with the status. */
     const drain = (body: Readable, res: SendResponse) => {
+      progress();
       let size = 0;
       body.on('data', (c: Buffer) => {
+        progress();
         size += c.length;
         if (size > MAX_ANSWER) finish(new NetworkError(`${what}: the answer is too long`));
       });
@@ -121,7 +137,7 @@ export function httpsSend(env: Environment, req: SendRequest): Promise<SendRespo
         r.once('response', (h) =>
           drain(r, { status: Number(h[':status']), headers: plainHeaders(h) }),
         );
-        if (req.body) req.body.pipe(r);
+        sendBody(r);
         return;
       }
       const r = https.request(url, {
@@ -137,7 +153,7 @@ export function httpsSend(env: Environment, req: SendRequest): Promise<SendRespo
       r.once('response', (res) =>
         drain(res, { status: res.statusCode ?? 0, headers: plainHeaders(res.headers) }),
       );
-      if (req.body) req.body.pipe(r);
+      if (req.body) sendBody(r);
       else r.end();
     });
   });

@@ -13,8 +13,9 @@ import type http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { resolveEnvironment, type Environment } from '../../../core/config';
-import { ServerError } from '../../../core/errors';
+import { ServerError, TimeoutError } from '../../../core/errors';
 import { uploadToCdn, type UploadForm } from '../../../core/net/cdn-upload';
+import { httpsSend } from '../../../core/net/upload';
 
 const certDir = path.join(
   path.dirname(require.resolve('@signalapp/mock-server/package.json')),
@@ -255,6 +256,30 @@ describe('core/net/cdn-upload', () => {
       assert.equal(refusing.seen.length, 1, 'no retry of an answer');
     } finally {
       await refusing.close();
+    }
+  });
+
+  it('a CDN that takes the body but never answers fails the request with a TimeoutError (idle timeout)', async () => {
+    const server = http2.createSecureServer(tls);
+    server.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.resume();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      await assert.rejects(
+        httpsSend(envFor(port), {
+          method: 'POST',
+          url: `https://127.0.0.1:${port}/x`,
+          headers: {},
+          body: Readable.from([Buffer.alloc(1000)]),
+          timeoutMs: 200,
+        }),
+        (e: unknown) => e instanceof TimeoutError,
+      );
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 
