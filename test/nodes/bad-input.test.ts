@@ -262,13 +262,16 @@ describe('nodes: bad input table (each row: a clear error, then the node still w
     });
   }
 
-  it(`signal-out sends a text of exactly ${MAX_TEXT_BYTES} bytes whole`, async () => {
+  it(`signal-out sends a text of exactly ${MAX_TEXT_BYTES} bytes as Signal's apps send a long one`, async () => {
     const text = '€'.repeat(682) + 'ab';
     assert.equal(Buffer.byteLength(text), MAX_TEXT_BYTES);
     const out = nextInput(node('outSink'), (m) => m.payload === text);
     node('out1').receive({ payload: text, to: bob.device.aci });
     await out;
-    assert.equal((await withTimeout(bob.waitForMessage(), 10_000, 'bob')).body, text);
+    // Over 2,000 bytes: the first 2,000 (cut between characters) inline, the whole as an attachment.
+    const got = await withTimeout(bob.waitForMessage(), 10_000, 'bob');
+    assert.equal(got.body, '€'.repeat(666));
+    assert.equal(got.dataMessage.attachments?.[0]?.contentType, 'text/x-signal-plain');
   });
 
   it(`signal-out sends to ${MAX_RECIPIENTS} recipients (the most one msg takes), each reported`, async () => {
