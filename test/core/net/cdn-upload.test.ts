@@ -1,7 +1,8 @@
 /**
  * Resumable CDN uploads (core/net/cdn-upload.ts) against test-side CDNs that cut the first try
- * midway: a tus 1.0.0 server over HTTP/2 (TLS, the mock's certificate, as the mock's CDN 3 is) and
- * a Google-style resumable server over HTTPS/1.1 (CDN 2). The mock's own tus server cannot be cut,
+ * midway: a tus 1.0.0 server that speaks HTTP/2 and HTTP/1.1 (TLS, the mock's certificate, as the
+ * mock's CDN 3 is; uploads go over HTTP/1.1) and a Google-style resumable server over HTTPS/1.1
+ * (CDN 2). The mock's own tus server cannot be cut,
  * and its CDN 2 does not exist (NEXT-WAVE.md §5).
  */
 import assert from 'node:assert/strict';
@@ -55,64 +56,63 @@ interface Seen {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** A tus server over HTTP/2 that cuts the first `cuts` uploads after `cutAt` bytes. */
+/**
+ * A tus server, as the mock's CDN is an HTTP/2 server that also takes HTTP/1.1 (`allowHTTP1`),
+ * that cuts the first `cuts` uploads after `cutAt` bytes (or answers every request `status`).
+ */
 async function tusServer(opts: { cutAt: number; cuts: number; status?: number }) {
   const stored = new Map<string, Buffer>();
   const seen: Seen[] = [];
   const patchOffsets: number[] = [];
+  const versions = new Set<string>();
   let cuts = opts.cuts;
-  const server = http2.createSecureServer(tls);
-  server.on('stream', (stream, headers) => {
-    // The cut is the point: the stream's error is expected.
-    stream.on('error', () => undefined);
-    const method = String(headers[':method']);
-    const p = String(headers[':path']);
-    seen.push({ method, path: p, headers });
+  const server = http2.createSecureServer({ ...tls, allowHTTP1: true }, (req, res) => {
+    const method = req.method;
+    const p = req.url;
+    versions.add(req.httpVersion);
+    seen.push({ method, path: p, headers: req.headers });
     const key = decodeURIComponent(p.replace(/^\/tus\/files\/?/, ''));
     if (opts.status) {
-      stream.respond({ ':status': opts.status });
-      stream.end();
-      return;
+      res.writeHead(opts.status);
+      return void res.end();
     }
     if (method === 'HEAD') {
       const have = stored.get(key);
-      stream.respond({ ':status': have ? 200 : 404, 'upload-offset': String(have?.length ?? 0) });
-      stream.end();
-      return;
+      res.writeHead(have ? 200 : 404, { 'upload-offset': String(have?.length ?? 0) });
+      return void res.end();
     }
     let id = key;
     if (method === 'POST') {
-      const meta = String(headers['upload-metadata'] ?? '');
+      const meta = String(req.headers['upload-metadata'] ?? '');
       id = Buffer.from(meta.replace(/^filename /, ''), 'base64').toString();
       stored.set(id, Buffer.alloc(0));
     } else {
-      patchOffsets.push(Number(headers['upload-offset']));
-      if (Number(headers['upload-offset']) !== stored.get(id)?.length) {
-        stream.respond({ ':status': 409 });
-        stream.end();
-        return;
+      patchOffsets.push(Number(req.headers['upload-offset']));
+      if (Number(req.headers['upload-offset']) !== stored.get(id)?.length) {
+        res.writeHead(409);
+        return void res.end();
       }
     }
     const cutting = cuts > 0;
     if (cutting) cuts--;
-    stream.on('data', (c: Buffer) => {
-      if (stream.destroyed) return;
-      let have = stored.get(id) ?? Buffer.alloc(0);
+    let cut = false;
+    req.on('data', (c: Buffer) => {
+      if (cut) return;
+      const have = stored.get(id) ?? Buffer.alloc(0);
       if (cutting && have.length + c.length >= opts.cutAt) {
         stored.set(id, Buffer.concat([have, c.subarray(0, opts.cutAt - have.length)]));
-        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        cut = true;
+        req.socket.destroy();
         return;
       }
-      have = Buffer.concat([have, c]);
-      stored.set(id, have);
+      stored.set(id, Buffer.concat([have, c]));
     });
-    stream.on('end', () => {
-      if (stream.destroyed || stream.closed) return;
-      stream.respond({
-        ':status': method === 'POST' ? 201 : 204,
+    req.on('end', () => {
+      if (cut) return;
+      res.writeHead(method === 'POST' ? 201 : 204, {
         'upload-offset': String(stored.get(id)?.length ?? 0),
       });
-      stream.end();
+      res.end();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -122,6 +122,7 @@ async function tusServer(opts: { cutAt: number; cuts: number; status?: number })
     stored,
     seen,
     patchOffsets,
+    versions,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
@@ -189,7 +190,7 @@ async function gcsServer(opts: { cutAt: number; cuts: number }) {
 const fast = { retryDelayMs: 1, timeoutMs: 10_000 };
 
 describe('core/net/cdn-upload', () => {
-  it('tus (CDN 3, HTTP/2): a cut first upload resumes with HEAD then PATCH from the server’s offset, bytes equal', async () => {
+  it('tus (CDN 3; HTTP/1.1 to a server that also speaks HTTP/2): a cut first upload resumes with HEAD then PATCH from the server’s offset, bytes equal', async () => {
     const cdn = await tusServer({ cutAt: 300_000, cuts: 1 });
     try {
       const bytes = crypto.randomBytes(1_000_000);
@@ -222,6 +223,7 @@ describe('core/net/cdn-upload', () => {
       for (const s of cdn.seen) assert.equal(s.headers['x-signed'], 'sig', 'form headers on each');
       assert.equal(cdn.seen[2]!.headers['content-length'], String(bytes.length - offset));
       assert.ok(cdn.stored.get('abcKEY_1')!.equals(bytes), 'the CDN holds the very bytes');
+      assert.deepEqual([...cdn.versions], ['1.1'], 'uploads go over HTTP/1.1');
     } finally {
       await cdn.close();
     }
@@ -260,11 +262,7 @@ describe('core/net/cdn-upload', () => {
   });
 
   it('a CDN that takes the body but never answers fails the request with a TimeoutError (idle timeout)', async () => {
-    const server = http2.createSecureServer(tls);
-    server.on('stream', (stream) => {
-      stream.on('error', () => undefined);
-      stream.resume();
-    });
+    const server = https.createServer(tls, (req) => void req.resume());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
     try {
