@@ -68,8 +68,25 @@ export async function encryptToFile(
   return encryptor.info();
 }
 
+/** Temp files older than this are a crash's leftovers (an upload or download never lasts so long). */
+const STALE_MS = 24 * 60 * 60 * 1000;
+
+/** Removes leftover `.part-` temp files of an earlier run from `dir`. */
+function sweepStale(dir: string, now: number): void {
+  try {
+    for (const name of fs.readdirSync(dir)) {
+      if (!name.startsWith('.part-')) continue;
+      const file = path.join(dir, name);
+      if (now - fs.statSync(file).mtimeMs > STALE_MS) fs.rmSync(file, { force: true });
+    }
+  } catch {
+    // Best effort: the next run tries again.
+  }
+}
+
 export class AttachmentUploader {
   private readonly now: () => number;
+  private swept = false;
 
   constructor(private readonly opts: AttachmentUploaderOptions) {
     this.now = opts.now ?? Date.now;
@@ -83,6 +100,10 @@ export class AttachmentUploader {
   async upload(a: CheckedAttachment): Promise<signalservice.IAttachmentPointer> {
     const dir = this.opts.dir();
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!this.swept) {
+      this.swept = true;
+      sweepStale(dir, Date.now());
+    }
     // `.part-` files are the folder's temp files: its quota pruning leaves them alone.
     const temp = path.join(dir, `.part-up-${crypto.randomBytes(8).toString('hex')}`);
     const encryptedSize = encryptedAttachmentSize(a.size);

@@ -42,6 +42,16 @@ describe('core/messaging/attachment-upload', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-up-'));
     const asked: string[] = [];
     const lines: string[] = [];
+    // A crash's leftover from yesterday goes at the first upload; a fresh temp file stays.
+    const stale = path.join(dir, '.part-up-old');
+    fs.writeFileSync(stale, 'x');
+    fs.utimesSync(
+      stale,
+      new Date(Date.now() - 2 * 86_400_000),
+      new Date(Date.now() - 2 * 86_400_000),
+    );
+    const fresh = path.join(dir, '.part-downloading');
+    fs.writeFileSync(fresh, 'x');
     try {
       const uploader = new AttachmentUploader({
         env: envFor(cdn.port),
@@ -71,7 +81,7 @@ describe('core/messaging/attachment-upload', () => {
       assert.equal(p.cdnKey, 'key1');
       assert.equal(p.fileName, 'a.pdf');
       assert.ok(lines.some((l) => /resuming at \d+/.test(l)));
-      assert.deepEqual(fs.readdirSync(dir), [], 'no temp file left');
+      assert.deepEqual(fs.readdirSync(dir), ['.part-downloading'], 'no temp file of ours left');
     } finally {
       await cdn.close();
     }
