@@ -10,9 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { SignalClient } from '../core/client';
-import type { EnvironmentOptions } from '../core/config';
+import { resolveEnvironment, type EnvironmentOptions } from '../core/config';
 import { SignalStore } from '../core/store';
 import type { IncomingEvent } from '../core/types';
+import { measureAttachments } from './attachments';
 import { measureCeiling } from './ceiling';
 import { groupBench } from './group';
 import type { PeerCommand, PeerReply } from './peer';
@@ -275,6 +276,18 @@ async function main(): Promise<void> {
     const peerSendMs = (await peer.call<number>({ cmd: 'cpu' })) - peerSendStart;
     results.send_peer_cpu_ms_per_msg = round3(peerSendMs / SEND);
     results.send_msgs_per_s = Math.round(SEND / (sendMs / 1000));
+
+    console.log('attachments: 20 MiB up and down, RSS during a 30 MiB transfer…');
+    Object.assign(
+      results,
+      await measureAttachments(
+        client,
+        resolveEnvironment(environment),
+        dir,
+        Math.max(1, Math.round(20 * SCALE)),
+        Math.max(1, Math.round(30 * SCALE)),
+      ),
+    );
     await client.close();
 
     console.log(`per-message receive cost: 100 vs 20,000 sessions + 100,000 log rows…`);

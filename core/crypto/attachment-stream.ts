@@ -105,3 +105,74 @@ export function attachmentDecipher(keys: Uint8Array, iv: Uint8Array, size: numbe
 export function paddedAttachmentSize(n: number): number {
   return Math.max(541, Math.floor(Math.pow(1.05, Math.ceil(Math.log(n) / Math.log(1.05)))));
 }
+
+const NOTHING = Buffer.alloc(0);
+
+/**
+ * Decrypts a file as its bytes arrive, in one pass with AttachmentVerifier over the same bytes:
+ * the first 16 are the IV, the last 32 (held back, as the verifier holds them) the MAC, the rest
+ * the ciphertext, whose plaintext comes out cut to `size`. What `update()` returns is unverified:
+ * keep it aside (a temp file) and release it only once the verifier's finish() accepted the file,
+ * then call final() (which also refuses a file shorter than `size`).
+ */
+export class AttachmentDecryptor {
+  private head: Buffer = NOTHING;
+  private decipher: crypto.Decipher | null = null;
+  private tail: Buffer = NOTHING;
+  private out = 0;
+
+  constructor(
+    private readonly keys: Uint8Array,
+    private readonly size: number,
+  ) {
+    if (keys.length !== 64) throw new ProtocolError('Attachment keys must be 64 bytes');
+  }
+
+  private cut(data: Buffer): Buffer {
+    const room = this.size - this.out;
+    if (room <= 0 || data.length === 0) return NOTHING;
+    const part = data.length > room ? data.subarray(0, room) : data;
+    this.out += part.length;
+    return part;
+  }
+
+  update(chunk: Buffer): Buffer {
+    let data = chunk;
+    if (!this.decipher) {
+      const all = this.head.length ? Buffer.concat([this.head, data]) : data;
+      if (all.length < IV) {
+        this.head = Buffer.from(all);
+        return NOTHING;
+      }
+      this.decipher = crypto.createDecipheriv(
+        'aes-256-cbc',
+        this.keys.subarray(0, 32),
+        all.subarray(0, IV),
+      );
+      this.head = NOTHING;
+      data = all.subarray(IV);
+    }
+    const all = this.tail.length ? Buffer.concat([this.tail, data]) : data;
+    if (all.length <= MAC) {
+      this.tail = Buffer.from(all);
+      return NOTHING;
+    }
+    this.tail = Buffer.from(all.subarray(all.length - MAC));
+    return this.cut(this.decipher.update(all.subarray(0, all.length - MAC)));
+  }
+
+  /** The last of the plaintext; only after the verifier accepted the file. */
+  final(): Buffer {
+    if (!this.decipher) throw new ProtocolError('Attachment is too short');
+    let last: Buffer;
+    try {
+      last = this.decipher.final();
+    } catch (e) {
+      throw new ProtocolError('Attachment could not be decrypted', { cause: e });
+    }
+    const part = this.cut(last);
+    if (this.out < this.size)
+      throw new ProtocolError('Attachment is shorter than its declared size');
+    return part;
+  }
+}

@@ -1,20 +1,21 @@
 /**
- * Sending attachments (PROTOCOL.md §7): each checked attachment is encrypted streaming (padded,
+ * Sending attachments (PROTOCOL.md §7): an upload form (`GET /v4/attachments/form/upload`, for
+ * the encrypted length) names the CDN; each checked attachment is encrypted streaming (padded,
  * AES-256-CBC + HMAC, digest; the incremental MAC for video/mp4: core/crypto/attachment-encrypt.ts)
- * into a 0600 temp file in the account's attachment folder, so that a resumed upload can read it
- * again from any offset; then an upload form (`GET /v4/attachments/form/upload`) names the CDN and
- * the file goes there resumable (core/net/cdn-upload.ts). The temp file is removed whatever
+ * into the upload and, at the same time, into a 0600 temp file in the account's attachment folder,
+ * from which a resumed upload reads again from any offset (core/net/cdn-upload.ts). The temp file is removed whatever
  * happens. Neither a file nor a Buffer is ever copied whole: the plaintext goes through in chunks.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as api from '../api';
 import type { Environment } from '../config';
 import {
   AttachmentEncryptor,
+  encryptedAttachmentSize,
   wantsIncrementalMac,
   type EncryptedAttachmentInfo,
 } from '../crypto/attachment-encrypt';
@@ -67,37 +68,99 @@ export async function encryptToFile(
   return encryptor.info();
 }
 
+/** Temp files older than this are a crash's leftovers (an upload or download never lasts so long). */
+const STALE_MS = 24 * 60 * 60 * 1000;
+
+/** Removes leftover `.part-` temp files of an earlier run from `dir`. */
+function sweepStale(dir: string, now: number): void {
+  try {
+    for (const name of fs.readdirSync(dir)) {
+      if (!name.startsWith('.part-')) continue;
+      const file = path.join(dir, name);
+      if (now - fs.statSync(file).mtimeMs > STALE_MS) fs.rmSync(file, { force: true });
+    }
+  } catch {
+    // Best effort: the next run tries again.
+  }
+}
+
 export class AttachmentUploader {
   private readonly now: () => number;
+  private swept = false;
 
   constructor(private readonly opts: AttachmentUploaderOptions) {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Encrypts and uploads one attachment; resolves with its AttachmentPointer. */
+  /**
+   * Encrypts and uploads one attachment; resolves with its AttachmentPointer. The encryption
+   * streams into the temp file and into the first upload at once (the upload form needs only the
+   * encrypted length, known beforehand); a resumed upload reads the temp file, once it is whole.
+   */
   async upload(a: CheckedAttachment): Promise<signalservice.IAttachmentPointer> {
     const dir = this.opts.dir();
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!this.swept) {
+      this.swept = true;
+      sweepStale(dir, Date.now());
+    }
     // `.part-` files are the folder's temp files: its quota pruning leaves them alone.
     const temp = path.join(dir, `.part-up-${crypto.randomBytes(8).toString('hex')}`);
+    const encryptedSize = encryptedAttachmentSize(a.size);
+    const form = await api.getAttachmentUploadForm(this.opts.chat(), encryptedSize);
+    const encryptor = new AttachmentEncryptor(crypto.randomBytes(64), a.size, {
+      incrementalMac: wantsIncrementalMac(a.contentType),
+    });
+    const source = plaintext(a.source);
+    const live = new PassThrough();
+    const abort = new AbortController();
+    const encrypting = pipeline(
+      source,
+      encryptor,
+      fs.createWriteStream(temp, { flags: 'wx', mode: 0o600 }),
+    );
+    // The same bytes to the first upload; when it drops, the file still gets all of them.
+    encryptor.pipe(live);
+    const encrypted = encrypting.then(
+      () => encryptor.info(),
+      (e: unknown) => {
+        // The plaintext could not be read (or changed): the upload stops, for that reason.
+        abort.abort();
+        live.destroy();
+        throw e;
+      },
+    );
+    encrypted.catch(() => undefined);
+    let fresh = true;
     try {
-      const info = await encryptToFile(a, temp);
-      const form = await api.getAttachmentUploadForm(this.opts.chat(), info.encryptedSize);
       await uploadToCdn(
         this.opts.env,
         form,
         {
-          size: info.encryptedSize,
-          open: (start) => fs.createReadStream(temp, { start, highWaterMark: PIECE }),
+          size: encryptedSize,
+          open: (start) => {
+            if (fresh && start === 0) {
+              fresh = false;
+              return live;
+            }
+            return Readable.from(
+              (async function* () {
+                await encrypted;
+                yield* fs.createReadStream(temp, { start, highWaterMark: PIECE });
+              })(),
+            );
+          },
         },
         {
           ...this.opts.cdn,
+          signal: abort.signal,
           onResume: (offset) =>
             this.opts.logger.info(
-              `attachment upload interrupted; resuming at ${offset} of ${info.encryptedSize} bytes`,
+              `attachment upload interrupted; resuming at ${offset} of ${encryptedSize} bytes`,
             ),
         },
       );
+      const info = await encrypted;
       return attachmentPointer({
         cdnNumber: form.cdn,
         cdnKey: form.key,
@@ -115,7 +178,18 @@ export class AttachmentUploader {
         ...(a.height ? { height: a.height } : {}),
         ...(a.voiceNote ? { voiceNote: true } : {}),
       });
+    } catch (e) {
+      // When the encryption failed, that is why the upload stopped: say so.
+      if (abort.signal.aborted)
+        throw await encrypted.then(
+          () => e,
+          (why: unknown) => why,
+        );
+      throw e;
     } finally {
+      source.destroy();
+      live.destroy();
+      await encrypting.catch(() => undefined);
       await fs.promises.rm(temp, { force: true });
     }
   }

@@ -1,10 +1,11 @@
 /**
  * Received attachments (PROTOCOL.md §7; DESIGN.md "Next wave"): each AttachmentPointer names a CDN
  * (`cdnNumber`) and an object on it (`cdnId` on CDN 0, `cdnKey` on CDN 2 and 3), downloaded from
- * `<cdnUrls[cdnNumber]>/attachments/<id>` and decrypted here. The download streams to a temp file
- * (0600, in the account's 0700 folder) while the HMAC and the SHA-256 digest are computed; only a
- * verified file is decrypted, cut to the pointer's `size` (Signal pads the plaintext), and released
- * as a file or a Buffer. A file never sits in memory whole (except as the Buffer a user asked for).
+ * `<cdnUrls[cdnNumber]>/attachments/<id>` and decrypted here. The download is verified (HMAC, and
+ * the SHA-256 digest) and decrypted in one pass as it streams, cut to the pointer's `size` (Signal
+ * pads the plaintext), into a temp file (0600, in the account's 0700 folder); only a verified file
+ * is released, as a file or a Buffer. A file never sits in memory whole (except as the Buffer a
+ * user asked for).
  *
  * How this keeps "nothing lost, none twice" (core/messaging/inbox.ts): an envelope is recorded and
  * ACKed as every other; a message with attachments to download is emitted once its downloads ended
@@ -16,7 +17,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Environment } from '../config';
-import { AttachmentVerifier, attachmentDecipher } from '../crypto/attachment-stream';
+import { AttachmentDecryptor, AttachmentVerifier } from '../crypto/attachment-stream';
 import { NetworkError, ProtocolError } from '../errors';
 import type { Logger } from '../log';
 import { httpsGetStream } from '../net/https';
@@ -53,9 +54,11 @@ export interface DownloadOptions {
 }
 
 /**
- * Downloads and verifies one attachment into `dir` (a temp file there), then decrypts it to
- * `target` (a file path, written 0600) or to a Buffer when `target` is null. Throws a ProtocolError
- * ("MAC mismatch", "digest mismatch") or a NetworkError; the temp file never survives a failure.
+ * Downloads one attachment, verifying (HMAC, digest) and decrypting its bytes as they arrive in
+ * one pass; the plaintext goes to a temp file in `dir` (0600) or, for a Buffer (`target` null),
+ * to memory, and is released only once the whole file verified: the temp file then becomes
+ * `target` (never over an existing file). Throws a ProtocolError ("MAC mismatch", "digest
+ * mismatch") or a NetworkError; the temp file never survives a failure.
  */
 export async function downloadAttachment(
   env: Environment,
@@ -67,52 +70,49 @@ export async function downloadAttachment(
 ): Promise<Uint8Array | null> {
   const keys = new Uint8Array(Buffer.from(pointer.key, 'base64'));
   const verifier = new AttachmentVerifier(keys, Buffer.from(pointer.digest, 'base64'));
+  const decryptor = new AttachmentDecryptor(keys, size);
   ensureDir(dir);
-  const temp = path.join(dir, `.part-${crypto.randomBytes(8).toString('hex')}`);
-  const fh = await fs.promises.open(temp, 'wx', 0o600);
+  const chunks: Buffer[] = [];
+  const temp =
+    target === null ? null : path.join(dir, `.part-${crypto.randomBytes(8).toString('hex')}`);
+  const file = temp ? fs.createWriteStream(temp, { flags: 'wx', mode: 0o600 }) : null;
+  const failed = file ? new Promise<never>((_, reject) => file.once('error', reject)) : null;
+  failed?.catch(() => undefined);
+  /** Writes plaintext aside; back-pressure only when the disk falls behind. */
+  const keep = (plain: Buffer): void | Promise<void> => {
+    if (plain.length === 0) return;
+    if (!file) return void chunks.push(plain);
+    if (!file.write(plain))
+      return Promise.race([new Promise<void>((r) => file.once('drain', r)), failed!]);
+  };
   try {
     try {
-      await httpsGetStream(env, attachmentUrl(env, pointer), opts, async (chunk) => {
+      await httpsGetStream(env, attachmentUrl(env, pointer), opts, (chunk) => {
         verifier.update(chunk);
-        await fh.write(chunk);
+        return keep(decryptor.update(chunk));
       });
+      // Both checks before any plaintext is released.
+      verifier.finish();
+      await keep(decryptor.final());
     } finally {
-      await fh.close();
+      if (file) await Promise.race([new Promise<void>((r) => file.end(r)), failed!]);
     }
-    // Both checks before any plaintext is released.
-    const length = verifier.finish();
-    const iv = Buffer.alloc(16);
-    const head = await fs.promises.open(temp, 'r');
-    try {
-      await head.read(iv, 0, 16, 0);
-    } finally {
-      await head.close();
-    }
-    // The ciphertext: after the IV, before the 32-byte MAC (createReadStream's end is inclusive).
-    const source = fs.createReadStream(temp, { start: 16, end: length - 32 - 1 });
-    const plain = source.pipe(attachmentDecipher(keys, iv, size));
-    source.on('error', (e) => plain.destroy(e));
-    if (target === null) {
-      const chunks: Buffer[] = [];
-      for await (const c of plain) chunks.push(c as Buffer);
-      return new Uint8Array(Buffer.concat(chunks));
-    }
-    const out = fs.createWriteStream(target, { flags: 'wx', mode: 0o600 });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        plain.once('error', reject);
-        out.once('error', reject);
-        out.once('finish', resolve);
-        plain.pipe(out);
-      });
-    } catch (e) {
-      out.destroy();
-      await fs.promises.rm(target, { force: true });
-      throw e;
-    }
+    if (!temp || !target) return new Uint8Array(Buffer.concat(chunks));
+    await release(temp, target);
     return null;
   } finally {
-    await fs.promises.rm(temp, { force: true });
+    if (temp) await fs.promises.rm(temp, { force: true });
+  }
+}
+
+/** Moves the verified temp file to `target`, never over an existing file. */
+async function release(temp: string, target: string): Promise<void> {
+  try {
+    await fs.promises.link(temp, target);
+  } catch (e) {
+    // A folder on a file system without hard links: rename, having checked the name is free.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' || fs.existsSync(target)) throw e;
+    await fs.promises.rename(temp, target);
   }
 }
 

@@ -57,7 +57,10 @@ export interface CheckedMessage {
    * 2,000 bytes (cut at a code point), with the whole of it in `longText`.
    */
   body: string;
-  /** Ranges within `body` (a range past a long text's cut is left out with it). */
+  /**
+   * The ranges, in the whole text's offsets: for a long text they may reach past the inline cut,
+   * as receivers apply them to the whole text (the long-text attachment).
+   */
   bodyRanges: WireBodyRange[];
   /** The files to upload and send, in order. */
   attachments: CheckedAttachment[];
@@ -244,7 +247,6 @@ export function checkOutgoing(message: OutgoingMessage): CheckedMessage {
     const cut = inlineLength(body);
     checked.longText = new Uint8Array(Buffer.from(body, 'utf8'));
     checked.body = body.slice(0, cut);
-    checked.bodyRanges = bodyRanges.filter((r) => r.start + r.length <= cut);
   }
   if (message.quote !== undefined) {
     const q: unknown = message.quote;

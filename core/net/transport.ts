@@ -332,13 +332,18 @@ const detected = new Map<string, 'http1' | 'http2'>();
  * A TLS connection to `url`'s host, verified against the environment's CA (never turned off),
  * offering HTTP/2 and HTTP/1.1 by ALPN; SNI only for a host name (not an IP literal).
  */
-export function connectTls(env: Environment, url: URL): tls.TLSSocket {
+/** A TLS connection verified against the environment's CA, offering `protocols` by ALPN. */
+export function connectTls(
+  env: Environment,
+  url: URL,
+  protocols: string[] = ['h2', 'http/1.1'],
+): tls.TLSSocket {
   return tls.connect({
     host: url.hostname,
     port: Number(url.port || 443),
     ca: env.caCert,
     servername: net.isIP(url.hostname) ? undefined : url.hostname,
-    ALPNProtocols: ['h2', 'http/1.1'],
+    ALPNProtocols: protocols,
   });
 }
 

@@ -142,7 +142,7 @@ describe('SignalClient.send: the outgoing-message model', () => {
     trustRoots: 'BXu6QIKVz5MA8gstzfOgRQGqyLqOwNKHL6INkv3IHWMF',
   };
 
-  it('refuses a message that is not {text}, an empty or non-text text, and a field it cannot send, naming it', async () => {
+  it('refuses a message that is not {text}, an empty or non-text text, a missing file, and a field it cannot send, naming it', async () => {
     const client = await SignalClient.open({ dataFile: tempDataFile(), environment });
     try {
       const refused = async (message: unknown, pattern: RegExp) =>
@@ -154,12 +154,13 @@ describe('SignalClient.send: the outgoing-message model', () => {
       await refused('just text', /must be an object such as \{text/);
       await refused(null, /must be an object/);
       await refused(['a'], /must be an object/);
-      await refused({}, /text must be a string/);
+      await refused({}, /neither text nor attachments/);
       await refused({ text: 42 }, /text must be a string/);
       await refused({ text: '' }, /text is empty/);
+      await refused({ text: 'hi', sticker: {} }, /field "sticker" is not one this engine can send/);
       await refused(
-        { text: 'hi', attachments: [] },
-        /field "attachments" is not one this engine can send/,
+        { attachments: [{ path: '/no/such/file.png' }] },
+        /attachments\[0\]\.path: no such file \/no\/such\/file\.png/,
       );
       await refused({ text: 'hi', quote: { timestamp: 1 } }, /quote\.author must be an ACI/);
       await refused(

@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { encryptAttachment } from '../../../core/crypto/attachment';
 import {
+  AttachmentDecryptor,
   AttachmentVerifier,
   attachmentDecipher,
   paddedAttachmentSize,
@@ -148,5 +149,22 @@ describe('core/crypto/attachment-stream', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('AttachmentDecryptor decrypts the whole file in one pass, in any chunking, cut to size', () => {
+    const plain = crypto.randomBytes(10_007);
+    const enc = encryptAttachment(plain, crypto.randomBytes(64), { pad: true });
+    for (const step of [1, 15, 16, 33, 1000, enc.file.length]) {
+      const d = new AttachmentDecryptor(enc.keys, plain.length);
+      const out: Buffer[] = [];
+      for (let i = 0; i < enc.file.length; i += step)
+        out.push(d.update(Buffer.from(enc.file.subarray(i, i + step))));
+      out.push(d.final());
+      assert.deepEqual(Buffer.concat(out), plain, `step ${step}`);
+    }
+    const short = new AttachmentDecryptor(enc.keys, plain.length + 1000);
+    short.update(Buffer.from(enc.file));
+    assert.throws(() => short.final(), /shorter than its declared size/);
+    assert.throws(() => new AttachmentDecryptor(enc.keys, 5).final(), /too short/);
   });
 });

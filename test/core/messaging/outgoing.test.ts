@@ -52,8 +52,11 @@ describe('core/messaging/outgoing: the message model checked before sending', ()
     });
     assert.equal(long.body, 'a'.repeat(1999));
     assert.equal(Buffer.from(long.longText!).toString('utf8'), text);
-    // A range past the cut is left out of the inline body's ranges.
-    assert.deepEqual(long.bodyRanges, [{ start: 0, length: 5, style: 1 }]);
+    // Ranges keep the whole text's offsets (receivers apply them to the long text), past the cut too.
+    assert.deepEqual(long.bodyRanges, [
+      { start: 0, length: 5, style: 1 },
+      { start: 1995, length: 8, style: 2 },
+    ]);
     refused(() => checkOutgoing({ text: 'é'.repeat(32 * 1024 + 1) }), /^text: 65538 UTF-8 bytes/);
     assert.ok(checkOutgoing({ text: 'é'.repeat(32 * 1024) }).longText);
   });

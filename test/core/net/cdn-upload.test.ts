@@ -1,39 +1,19 @@
 /**
  * Resumable CDN uploads (core/net/cdn-upload.ts) against test-side CDNs that cut the first try
- * midway: a tus 1.0.0 server over HTTP/2 (TLS, the mock's certificate, as the mock's CDN 3 is) and
- * a Google-style resumable server over HTTPS/1.1 (CDN 2). The mock's own tus server cannot be cut,
+ * midway: a tus 1.0.0 server that speaks HTTP/2 and HTTP/1.1 (TLS, the mock's certificate, as the
+ * mock's CDN 3 is; uploads go over HTTP/1.1) and a Google-style resumable server over HTTPS/1.1
+ * (CDN 2). The mock's own tus server cannot be cut,
  * and its CDN 2 does not exist (NEXT-WAVE.md §5).
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import http2 from 'node:http2';
 import https from 'node:https';
 import type http from 'node:http';
-import path from 'node:path';
 import { Readable } from 'node:stream';
-import { resolveEnvironment, type Environment } from '../../../core/config';
-import { ServerError } from '../../../core/errors';
+import { ServerError, TimeoutError } from '../../../core/errors';
 import { uploadToCdn, type UploadForm } from '../../../core/net/cdn-upload';
-
-const certDir = path.join(
-  path.dirname(require.resolve('@signalapp/mock-server/package.json')),
-  'certs',
-);
-const tls = {
-  cert: fs.readFileSync(path.join(certDir, 'cert.pem')),
-  key: fs.readFileSync(path.join(certDir, 'key.pem')),
-};
-
-function envFor(port: number): Environment {
-  return resolveEnvironment({
-    server: 'custom',
-    serviceUrl: `https://127.0.0.1:${port}`,
-    caCert: fs.readFileSync(path.join(certDir, 'ca-cert.pem'), 'utf8'),
-    trustRoots: ['BXu6QIKVz5MA8gstzfOgRQGqyLqOwNKHL6INkv3IHWMF'],
-    transport: 'http1',
-  });
-}
+import { httpsSend } from '../../../core/net/upload';
+import { envFor, tls, tusServer, type Seen } from './fake-cdn';
 
 function source(bytes: Buffer) {
   return {
@@ -45,83 +25,6 @@ function source(bytes: Buffer) {
             yield bytes.subarray(i, i + 16 * 1024);
         })(),
       ),
-  };
-}
-
-interface Seen {
-  method: string;
-  path: string;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-/** A tus server over HTTP/2 that cuts the first `cuts` uploads after `cutAt` bytes. */
-async function tusServer(opts: { cutAt: number; cuts: number; status?: number }) {
-  const stored = new Map<string, Buffer>();
-  const seen: Seen[] = [];
-  const patchOffsets: number[] = [];
-  let cuts = opts.cuts;
-  const server = http2.createSecureServer(tls);
-  server.on('stream', (stream, headers) => {
-    // The cut is the point: the stream's error is expected.
-    stream.on('error', () => undefined);
-    const method = String(headers[':method']);
-    const p = String(headers[':path']);
-    seen.push({ method, path: p, headers });
-    const key = decodeURIComponent(p.replace(/^\/tus\/files\/?/, ''));
-    if (opts.status) {
-      stream.respond({ ':status': opts.status });
-      stream.end();
-      return;
-    }
-    if (method === 'HEAD') {
-      const have = stored.get(key);
-      stream.respond({ ':status': have ? 200 : 404, 'upload-offset': String(have?.length ?? 0) });
-      stream.end();
-      return;
-    }
-    let id = key;
-    if (method === 'POST') {
-      const meta = String(headers['upload-metadata'] ?? '');
-      id = Buffer.from(meta.replace(/^filename /, ''), 'base64').toString();
-      stored.set(id, Buffer.alloc(0));
-    } else {
-      patchOffsets.push(Number(headers['upload-offset']));
-      if (Number(headers['upload-offset']) !== stored.get(id)?.length) {
-        stream.respond({ ':status': 409 });
-        stream.end();
-        return;
-      }
-    }
-    const cutting = cuts > 0;
-    if (cutting) cuts--;
-    stream.on('data', (c: Buffer) => {
-      if (stream.destroyed) return;
-      let have = stored.get(id) ?? Buffer.alloc(0);
-      if (cutting && have.length + c.length >= opts.cutAt) {
-        stored.set(id, Buffer.concat([have, c.subarray(0, opts.cutAt - have.length)]));
-        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        return;
-      }
-      have = Buffer.concat([have, c]);
-      stored.set(id, have);
-    });
-    stream.on('end', () => {
-      if (stream.destroyed || stream.closed) return;
-      stream.respond({
-        ':status': method === 'POST' ? 201 : 204,
-        'upload-offset': String(stored.get(id)?.length ?? 0),
-      });
-      stream.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    stored,
-    seen,
-    patchOffsets,
-    close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
 
@@ -188,7 +91,7 @@ async function gcsServer(opts: { cutAt: number; cuts: number }) {
 const fast = { retryDelayMs: 1, timeoutMs: 10_000 };
 
 describe('core/net/cdn-upload', () => {
-  it('tus (CDN 3, HTTP/2): a cut first upload resumes with HEAD then PATCH from the server’s offset, bytes equal', async () => {
+  it('tus (CDN 3; HTTP/1.1 to a server that also speaks HTTP/2): a cut first upload resumes with HEAD then PATCH from the server’s offset, bytes equal', async () => {
     const cdn = await tusServer({ cutAt: 300_000, cuts: 1 });
     try {
       const bytes = crypto.randomBytes(1_000_000);
@@ -221,6 +124,7 @@ describe('core/net/cdn-upload', () => {
       for (const s of cdn.seen) assert.equal(s.headers['x-signed'], 'sig', 'form headers on each');
       assert.equal(cdn.seen[2]!.headers['content-length'], String(bytes.length - offset));
       assert.ok(cdn.stored.get('abcKEY_1')!.equals(bytes), 'the CDN holds the very bytes');
+      assert.deepEqual([...cdn.versions], ['1.1'], 'uploads go over HTTP/1.1');
     } finally {
       await cdn.close();
     }
@@ -255,6 +159,26 @@ describe('core/net/cdn-upload', () => {
       assert.equal(refusing.seen.length, 1, 'no retry of an answer');
     } finally {
       await refusing.close();
+    }
+  });
+
+  it('a CDN that takes the body but never answers fails the request with a TimeoutError (idle timeout)', async () => {
+    const server = https.createServer(tls, (req) => void req.resume());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      await assert.rejects(
+        httpsSend(envFor(port), {
+          method: 'POST',
+          url: `https://127.0.0.1:${port}/x`,
+          headers: {},
+          body: Readable.from([Buffer.alloc(1000)]),
+          timeoutMs: 200,
+        }),
+        (e: unknown) => e instanceof TimeoutError,
+      );
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 
