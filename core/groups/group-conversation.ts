@@ -10,7 +10,7 @@ import type { Logger } from '../log';
 import type { GroupRecipientResult, SendResult } from '../types';
 import type { signalservice } from '../../proto';
 import { sentTranscript } from '../messaging/compose';
-import { RichMessages, richStorePort, type RichSender } from '../messaging/rich';
+import { RichMessages, richStorePort, type RichSender, type UploaderPort } from '../messaging/rich';
 import type { SignalStore } from '../store';
 import type { SendOptions, Sender } from '../messaging/sender';
 import type { GroupSender } from './group-sender';
@@ -22,7 +22,7 @@ import type { GroupRecord } from './types';
  */
 export function groupRichMessages(opts: {
   group: GroupRecord;
-  session: { groupSender: Pick<GroupSender, 'send'>; sender: Sender };
+  session: { groupSender: Pick<GroupSender, 'send'>; sender: Sender; uploads?: UploaderPort };
   store: SignalStore;
   self: { aci: string; profileKey: Uint8Array | null };
   now: () => number;
@@ -38,6 +38,7 @@ export function groupRichMessages(opts: {
   const rich = new RichMessages({
     sender: conversation,
     self: opts.self,
+    uploader: opts.session.uploads,
     now: opts.now,
     store: richStorePort(opts.store, opts.group.timerSeconds),
   });

@@ -5,6 +5,7 @@
  * (the key is reset), the 1:1 fallback, and the rich kinds with their group context.
  */
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { ProtocolAddress } from '@signalapp/libsignal-client';
 import type { SendResult } from '../../core/types';
 import type { signalservice } from '../../proto';
@@ -19,6 +20,7 @@ import {
 } from './helpers';
 import { makeGroup, startGroupWorld, type GroupWorld } from './group-world';
 import { reinstallPhone } from '../harness/mock-phone';
+import { decryptReceived } from '../nodes/cdn-attachment';
 
 type Entry = Awaited<ReturnType<PrimaryDevice['waitForMessage']>>;
 
@@ -361,6 +363,32 @@ describe('integration: sending to a group', function () {
       /group's settings/,
     );
     await assert.rejects(world.client.send('group:abc', { text: 'x' }), /is not a group/);
+  });
+
+  it('sends an attachment and a long text to the group: every member gets the same pointers, bytes equal', async () => {
+    const [bob, carol] = world.phones as [PrimaryDevice, PrimaryDevice];
+    const { group, to } = await makeGroup(world, [bob, carol]);
+    const bytes = crypto.randomBytes(70_000);
+    const text = 'x'.repeat(2500);
+    await world.client.send(to, {
+      text,
+      attachments: [{ data: bytes, contentType: 'application/pdf', fileName: 'report.pdf' }],
+    });
+    const keys = new Set<string>();
+    for (const phone of [bob, carol]) {
+      const e = await next(phone, 'the group attachment');
+      assert.equal(e.envelopeType, 'SenderKey');
+      assert.ok(masterKeyOf(e).equals(group.masterKey));
+      const pointers = e.dataMessage.attachments ?? [];
+      const long = pointers.find((p) => p.contentType === 'text/x-signal-plain');
+      const pdf = pointers.find((p) => p.contentType === 'application/pdf');
+      assert.ok(long && pdf, 'a long-text and a PDF pointer');
+      assert.equal(pdf.fileName, 'report.pdf');
+      assert.ok(decryptReceived(world.sandbox, pdf).equals(bytes));
+      assert.equal(decryptReceived(world.sandbox, long).toString('utf8'), text);
+      keys.add(String(pdf.attachmentIdentifier?.cdnKey));
+    }
+    assert.equal(keys.size, 1, 'uploaded once, the same pointer for every member');
   });
 });
 
