@@ -191,7 +191,14 @@ export class AccountSession {
       logger,
       now,
     });
-    this.retries = new RetryReceipts({ store, sender: this.sender, chat: () => this.chat, logger });
+    this.retries = new RetryReceipts({
+      store,
+      sender: this.sender,
+      chat: () => this.chat,
+      logger,
+      groupMembers: async (id) =>
+        (await (opts.ports.groups ?? this.groups).get(id)).members.map((m) => m.aci),
+    });
     this.receiver = opts.ports.receiver({
       store: receiverPort(store),
       self: { aci: account.aci, pni: account.pni, deviceId: account.deviceId },

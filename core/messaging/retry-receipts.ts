@@ -12,13 +12,15 @@ import {
 import * as api from '../api';
 import type { Logger } from '../log';
 import type { ChatRequester } from '../net/types';
-import type { SignalStore } from '../store';
+import type { SentEntry, SignalStore } from '../store';
 import { nullMessage } from './compose';
 import { WireType, type Sender } from './sender';
 
 export interface RetryReceiptsOptions {
   store: SignalStore;
   sender: Sender;
+  /** The group's members (core/groups): a group message is resent only to a member of it. */
+  groupMembers?: (groupId: string) => Promise<string[]>;
   /** The authenticated chat socket. */
   chat: () => ChatRequester;
   logger: Logger;
@@ -62,10 +64,12 @@ export class RetryReceipts {
     // A retry request comes from the device's ACI; the original may have gone to its PNI (a send to
     // `PNI:<uuid>`), logged and with its session under that service id. Two indexed reads.
     const pni = store.contacts.findByServiceId(from)?.pni;
+    const group = (): Promise<SentEntry | undefined> => this.groupOriginal(from, device, request);
     const original =
       store.sent.find(from, request.timestamp()) ??
-      (pni ? store.sent.find(`PNI:${pni}`, request.timestamp()) : undefined);
-    const to = original?.recipient ?? from;
+      (pni ? store.sent.find(`PNI:${pni}`, request.timestamp()) : undefined) ??
+      (await group());
+    const to = original && !original.recipient.startsWith('group:') ? original.recipient : from;
     await sender.archiveSession(to, device, request.ratchetKey());
     // Sealed when we know the recipient's profile key, as the original was (the sender decides);
     // to our own devices (sync transcripts, requests) never, as those went.
@@ -85,5 +89,35 @@ export class RetryReceipts {
       });
       logger.info(`sent a null message to ${to}.${device} after a retry request`);
     }
+  }
+
+  /**
+   * A group message of ours sent at the request's timestamp to a group `from` is a member of (a
+   * sender-key message they could not decrypt: most often our sender key never reached that
+   * device). It is resent to them 1:1 (its Content still carries the group context, so it shows in
+   * the group), and the device is dropped from those holding our sender key, so the next group
+   * message brings it the key again, as Signal-Desktop does.
+   */
+  private async groupOriginal(
+    from: string,
+    device: number,
+    request: DecryptionErrorMessage,
+  ): Promise<SentEntry | undefined> {
+    const { store, groupMembers, logger } = this.opts;
+    if (!groupMembers) return undefined;
+    for (const entry of store.sent.findGroupSends(request.timestamp())) {
+      const groupId = entry.recipient.slice('group:'.length);
+      let members: string[];
+      try {
+        members = await groupMembers(groupId);
+      } catch (e) {
+        logger.info(`retry request: group ${groupId} unknown`, e);
+        continue;
+      }
+      if (!members.includes(from)) continue;
+      store.groupSends.dropDevices(groupId, [{ serviceId: from, deviceId: device }]);
+      return entry;
+    }
+    return undefined;
   }
 }

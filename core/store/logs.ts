@@ -107,6 +107,22 @@ export interface SentEntry {
 
 export const SENT_LOG_RETENTION_MS = 14 * 24 * 60 * 60 * 1000;
 
+interface SentRow {
+  sent_at: number;
+  recipient: string;
+  devices: string;
+  content: Buffer;
+}
+
+function sentEntry(r: SentRow): SentEntry {
+  return {
+    timestamp: r.sent_at,
+    recipient: r.recipient,
+    devices: JSON.parse(r.devices) as number[],
+    content: new Uint8Array(r.content),
+  };
+}
+
 export class SentLog {
   private readonly s;
 
@@ -120,6 +136,9 @@ export class SentLog {
       ),
       find: db.prepare(
         'SELECT sent_at, recipient, devices, content FROM sent_log WHERE recipient = ? AND sent_at = ? ORDER BY id DESC LIMIT 1',
+      ),
+      findGroupSends: db.prepare(
+        "SELECT sent_at, recipient, devices, content FROM sent_log WHERE sent_at = ? AND recipient LIKE 'group:%' ORDER BY id DESC LIMIT 8",
       ),
       prune: db.prepare('DELETE FROM sent_log WHERE created_at < ?'),
       changes: db.prepare(
@@ -165,16 +184,13 @@ export class SentLog {
   }
 
   find(recipient: string, timestamp: number): SentEntry | undefined {
-    const r = this.s.find.get(recipient, timestamp) as
-      { sent_at: number; recipient: string; devices: string; content: Buffer } | undefined;
-    return r
-      ? {
-          timestamp: r.sent_at,
-          recipient: r.recipient,
-          devices: JSON.parse(r.devices) as number[],
-          content: new Uint8Array(r.content),
-        }
-      : undefined;
+    const r = this.s.find.get(recipient, timestamp) as SentRow | undefined;
+    return r ? sentEntry(r) : undefined;
+  }
+
+  /** Our group messages (recipient `group:<id>`) sent at `timestamp`: a retry request's lookup. */
+  findGroupSends(timestamp: number): SentEntry[] {
+    return (this.s.findGroupSends.all(timestamp) as SentRow[]).map(sentEntry);
   }
 
   /** Deletes entries older than the retention (Signal keeps about 14 days, §5). Returns how many. */

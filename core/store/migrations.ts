@@ -228,4 +228,9 @@ export const MIGRATIONS: Array<(db: Database.Database) => void> = [
       );
     `);
   },
+  // v10: a retry request names only the timestamp of what it could not decrypt; a group message is
+  // logged once under `group:<id>`, so it is found by its timestamp alone (an indexed read).
+  (db) => {
+    db.exec(`CREATE INDEX sent_log_sent_at ON sent_log (sent_at);`);
+  },
 ];

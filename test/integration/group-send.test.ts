@@ -6,7 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { ProtocolAddress } from '@signalapp/libsignal-client';
+import {
+  CiphertextMessageType,
+  DecryptionErrorMessage,
+  ProtocolAddress,
+} from '@signalapp/libsignal-client';
 import type { SendResult } from '../../core/types';
 import type { signalservice } from '../../proto';
 import { StorageState } from '@signalapp/mock-server';
@@ -19,7 +23,7 @@ import {
   type Sandbox,
 } from './helpers';
 import { makeGroup, startGroupWorld, type GroupWorld } from './group-world';
-import { reinstallPhone } from '../harness/mock-phone';
+import { ourDevice, reinstallPhone } from '../harness/mock-phone';
 import { decryptReceived } from '../nodes/cdn-attachment';
 
 type Entry = Awaited<ReturnType<PrimaryDevice['waitForMessage']>>;
@@ -363,6 +367,37 @@ describe('integration: sending to a group', function () {
       /group's settings/,
     );
     await assert.rejects(world.client.send('group:abc', { text: 'x' }), /is not a group/);
+  });
+
+  it("answers a member's retry request for a group message: resent 1:1 with its group context, and the key again next time", async () => {
+    const [bob, carol] = world.phones as [PrimaryDevice, PrimaryDevice];
+    const { group, to } = await makeGroup(world, [bob, carol]);
+    const sent = await world.client.send(to, { text: 'lost on one device' });
+    for (const phone of [bob, carol]) await next(phone, 'the group message');
+    // Bob's app could not decrypt the sender-key message: his retry request names its timestamp.
+    const request = DecryptionErrorMessage.forOriginal(
+      new Uint8Array(64),
+      CiphertextMessageType.SenderKey,
+      sent.timestamp,
+      world.client.account?.deviceId ?? 0,
+    );
+    const device = await ourDevice(world.sandbox, world.client);
+    await bob.sendRaw(device, {
+      content: { decryptionErrorMessage: Buffer.from(request.serialize()) },
+      pniSignatureMessage: null,
+      senderKeyDistributionMessage: null,
+    } as never);
+    const resent = await next(bob, 'the resent group message');
+    assert.notEqual(resent.envelopeType, 'SenderKey', 'resent 1:1');
+    assert.equal(resent.body, 'lost on one device');
+    assert.equal(Number(resent.dataMessage.timestamp), sent.timestamp);
+    assert.ok(masterKeyOf(resent).equals(group.masterKey), 'still shown in the group');
+    assert.equal(carol.getMessageQueueSize(), 0, 'only the member who asked');
+    // The next group message brings Bob's device our sender key again, and Carol's not.
+    const puts = await countingPuts(world, () => world.client.send(to, { text: 'after' }));
+    for (const phone of [bob, carol]) assert.equal((await next(phone, 'after')).body, 'after');
+    assert.equal(puts.get(bob.device.aci), 1, 'the key again to Bob');
+    assert.equal(puts.get(carol.device.aci), undefined, 'Carol still holds it');
   });
 
   it('sends an attachment and a long text to the group: every member gets the same pointers, bytes equal', async () => {
