@@ -16,7 +16,8 @@ export const MAX_INLINE_BODY_BYTES = 2000;
 export const MAX_LONG_TEXT_BYTES = 64 * 1024;
 export const LONG_TEXT_TYPE = 'text/x-signal-plain';
 
-const FIELDS = new Set([
+/** OutgoingAttachment's fields (core/types.ts), in the order the errors list them. */
+export const ATTACHMENT_FIELDS = [
   'data',
   'path',
   'contentType',
@@ -25,7 +26,8 @@ const FIELDS = new Set([
   'width',
   'height',
   'voiceNote',
-]);
+] as const;
+const FIELDS = new Set<string>(ATTACHMENT_FIELDS);
 
 /** A checked attachment: where its bytes are, how many, and what the pointer says of it. */
 export interface CheckedAttachment {

@@ -8,7 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidInputError } from '../../core/errors';
 import { HEAD_BYTES, imageSize, sniffContentType } from '../../core/messaging/media';
-import { MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS } from '../../core/messaging/outgoing-attachments';
+import {
+  ATTACHMENT_FIELDS,
+  MAX_ATTACHMENT_BYTES,
+  MAX_ATTACHMENTS,
+} from '../../core/messaging/outgoing-attachments';
 import type { OutgoingAttachment } from '../../core/types';
 
 /** Signal's limits, as the engine checks them: attachments per message, bytes per attachment. */
@@ -21,16 +25,7 @@ export interface AttachmentSpec extends OutgoingAttachment {
 }
 
 /** The object form's fields; `size` (and `failed`) are signal-in's, accepted so a flow can forward. */
-const FIELDS = [
-  'data',
-  'path',
-  'contentType',
-  'fileName',
-  'caption',
-  'width',
-  'height',
-  'voiceNote',
-] as const;
+const FIELDS = ATTACHMENT_FIELDS;
 const FROM_SIGNAL_IN = ['size'];
 
 function isBytes(v: unknown): v is Uint8Array {

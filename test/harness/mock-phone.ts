@@ -1,7 +1,9 @@
 /** What tests do to the mock server's simulated phones that the mock has no call for. */
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import type { PrivateKey, PublicKey } from '@signalapp/libsignal-client';
 import type { SignalClient } from '../../core/client';
+import { encryptAttachment } from '../../core/crypto/attachment';
 import type { PrimaryDevice, Sandbox } from './sandbox';
 
 /** The mock server's record of a device (ours, as it sees it). */
@@ -66,4 +68,53 @@ export async function reinstallPhone(phone: PrimaryDevice): Promise<void> {
     'ACI' as never,
     await phone.generateKeys(phone.device, 'ACI' as never),
   );
+}
+
+/**
+ * The phone sends a file as Signal's apps do (PROTOCOL.md §7): encrypted and padded, stored on the
+ * mock's CDN 3 (`storeAttachmentOnCdn`), its AttachmentPointer in a data message to `target`.
+ * `pointer` adds to or overrides the pointer's fields, `dataMessage` the message's (e.g. `body`).
+ * Returns the CDN key.
+ */
+export async function sendAttachmentFrom(
+  sandbox: Sandbox,
+  phone: PrimaryDevice,
+  target: MockDevice,
+  plain: Uint8Array,
+  opts: { pointer?: Record<string, unknown>; dataMessage?: Record<string, unknown> } = {},
+): Promise<string> {
+  // Loaded here, not at the top: this module is imported by suites that must not load the mock's
+  // index early (see test/integration/receive-attachments.test.ts's name).
+  const { EMPTY_DATA_MESSAGE } =
+    require('@signalapp/mock-server') as typeof import('@signalapp/mock-server');
+  const enc = encryptAttachment(plain, crypto.randomBytes(64), { pad: true });
+  const cdnKey = `k${crypto.randomBytes(8).toString('hex')}`;
+  await sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
+  await phone.sendRaw(
+    target,
+    {
+      content: {
+        dataMessage: {
+          ...EMPTY_DATA_MESSAGE,
+          timestamp: BigInt(Date.now()),
+          attachments: [
+            {
+              attachmentIdentifier: { cdnKey },
+              cdnNumber: 3,
+              key: enc.keys,
+              digest: enc.digest,
+              size: enc.size,
+              contentType: 'application/octet-stream',
+              ...opts.pointer,
+            },
+          ],
+          ...opts.dataMessage,
+        },
+      },
+      pniSignatureMessage: null,
+      senderKeyDistributionMessage: null,
+    } as never,
+    {} as never,
+  );
+  return cdnKey;
 }

@@ -13,11 +13,12 @@ import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import { encryptAttachment } from '../../core/crypto/attachment';
 import type { IncomingEvent, MessageEvent } from '../../core/types';
 import { inspect, openClient, linkedWithBobPerTest } from './helpers';
-import type { MockDevice } from '../harness/mock-phone';
+import { sendAttachmentFrom, type MockDevice } from '../harness/mock-phone';
 import type { PrimaryDevice, Sandbox } from '../harness/sandbox';
 import { until } from '../harness/wait';
 
-async function sendAttachment(
+/** An image from the phone, with a hostile file name our saved file must not take. */
+function sendAttachment(
   sandbox: Sandbox,
   phone: PrimaryDevice,
   target: MockDevice,
@@ -25,40 +26,17 @@ async function sendAttachment(
   fields: Record<string, unknown> = {},
   pointer: Record<string, unknown> = {},
 ): Promise<string> {
-  const enc = encryptAttachment(plain, crypto.randomBytes(64), { pad: true });
-  const cdnKey = `k${crypto.randomBytes(8).toString('hex')}`;
-  await sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
-  await phone.sendRaw(
-    target,
-    {
-      content: {
-        dataMessage: {
-          ...EMPTY_DATA_MESSAGE,
-          timestamp: BigInt(Date.now()),
-          attachments: [
-            {
-              attachmentIdentifier: { cdnKey },
-              cdnNumber: 3,
-              key: enc.keys,
-              digest: enc.digest,
-              size: enc.size,
-              contentType: 'image/png',
-              fileName: '../../etc/evil name.png',
-              width: 4,
-              height: 3,
-              caption: 'a picture',
-              ...pointer,
-            },
-          ],
-          ...fields,
-        },
-      },
-      pniSignatureMessage: null,
-      senderKeyDistributionMessage: null,
-    } as never,
-    {} as never,
-  );
-  return cdnKey;
+  return sendAttachmentFrom(sandbox, phone, target, plain, {
+    pointer: {
+      contentType: 'image/png',
+      fileName: '../../etc/evil name.png',
+      width: 4,
+      height: 3,
+      caption: 'a picture',
+      ...pointer,
+    },
+    dataMessage: fields,
+  });
 }
 
 function messages(world: { client: { on(e: 'event', f: (ev: IncomingEvent) => void): unknown } }) {

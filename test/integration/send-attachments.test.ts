@@ -18,6 +18,7 @@ import {
   everyNthByte,
 } from '@signalapp/libsignal-client/dist/incremental_mac.js';
 import { encryptAttachment } from '../../core/crypto/attachment';
+import { sendAttachmentFrom } from '../harness/mock-phone';
 import { InvalidInputError } from '../../core/errors';
 import type { MessageEvent } from '../../core/types';
 import { linkedWithBobPerTest, withTimeout, type Sandbox } from './helpers';
@@ -212,33 +213,7 @@ describe('integration: sending attachments', function () {
     const seen: MessageEvent[] = [];
     client.on('event', (ev) => void (ev.type === 'message' && seen.push(ev)));
     const plain = fs.readFileSync(tempFile(30 * 1024 * 1024));
-    const enc = encryptAttachment(plain, crypto.randomBytes(64), { pad: true });
-    const cdnKey = `k${crypto.randomBytes(8).toString('hex')}`;
-    await sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
-    await alice.sendRaw(
-      device,
-      {
-        content: {
-          dataMessage: {
-            ...EMPTY_DATA_MESSAGE,
-            timestamp: BigInt(Date.now()),
-            attachments: [
-              {
-                attachmentIdentifier: { cdnKey },
-                cdnNumber: 3,
-                key: enc.keys,
-                digest: enc.digest,
-                size: enc.size,
-                contentType: 'application/octet-stream',
-              },
-            ],
-          },
-        },
-        pniSignatureMessage: null,
-        senderKeyDistributionMessage: null,
-      } as never,
-      {} as never,
-    );
+    await sendAttachmentFrom(sandbox, alice, device, plain);
     await until(() => seen.length > 0, 120_000, 'the big attachment');
     const saved = seen[0]!.attachments?.[0]?.path;
     assert.ok(saved, JSON.stringify(seen[0]!.attachments?.[0]?.failed));

@@ -13,13 +13,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import accountNode = require('../../nodes/signal-account');
 import inNode = require('../../nodes/signal-in');
 import outNode = require('../../nodes/signal-out');
-import { encryptAttachment } from '../../core/crypto/attachment';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { introduce } from '../harness/mock-phone';
+import { introduce, sendAttachmentFrom } from '../harness/mock-phone';
 import { withTimeout } from '../harness/sandbox';
 import { decryptReceived, type ReceivedPointer } from './cdn-attachment';
 import {
@@ -143,36 +141,11 @@ describe('examples: the attachment examples end to end', function () {
 
       // Bob's app: encrypt and pad the file, store it on the CDN, send its pointer with a text.
       const image = crypto.randomBytes(20_000);
-      const enc = encryptAttachment(image, crypto.randomBytes(64), { pad: true });
-      const cdnKey = `ex${crypto.randomBytes(8).toString('hex')}`;
-      await world.sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
       const reported = nextInput(helper.getNode('sink') as TestNode, () => true, 30_000);
-      await world.bob.sendRaw(
-        device,
-        {
-          content: {
-            dataMessage: {
-              ...EMPTY_DATA_MESSAGE,
-              timestamp: BigInt(Date.now()),
-              body: 'the receipt',
-              attachments: [
-                {
-                  attachmentIdentifier: { cdnKey },
-                  cdnNumber: 3,
-                  key: enc.keys,
-                  digest: enc.digest,
-                  size: enc.size,
-                  contentType: 'image/jpeg',
-                  fileName: 'receipt.jpg',
-                },
-              ],
-            },
-          },
-          pniSignatureMessage: null,
-          senderKeyDistributionMessage: null,
-        } as never,
-        {} as never,
-      );
+      await sendAttachmentFrom(world.sandbox, world.bob, device, image, {
+        pointer: { contentType: 'image/jpeg', fileName: 'receipt.jpg' },
+        dataMessage: { body: 'the receipt' },
+      });
       const report = (await reported).payload as {
         from: string;
         text: string;

@@ -8,11 +8,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EMPTY_DATA_MESSAGE } from '@signalapp/mock-server';
 import accountNode = require('../../nodes/signal-account');
 import inNode = require('../../nodes/signal-in');
-import { encryptAttachment } from '../../core/crypto/attachment';
-import { introduce } from '../harness/mock-phone';
+import { introduce, sendAttachmentFrom, type MockDevice } from '../harness/mock-phone';
 import { until } from '../harness/wait';
 import {
   accountConfig,
@@ -48,35 +46,10 @@ describe('nodes: signal-in attachments', function () {
     return { device, msgs };
   }
 
-  async function sendImage(device: Parameters<typeof world.bob.sendRaw>[0], image: Buffer) {
-    const enc = encryptAttachment(image, crypto.randomBytes(64), { pad: true });
-    const cdnKey = `n${crypto.randomBytes(8).toString('hex')}`;
-    await world.sandbox.server.storeAttachmentOnCdn(3, cdnKey, Buffer.from(enc.file));
-    await world.bob.sendRaw(
-      device,
-      {
-        content: {
-          dataMessage: {
-            ...EMPTY_DATA_MESSAGE,
-            timestamp: BigInt(Date.now()),
-            attachments: [
-              {
-                attachmentIdentifier: { cdnKey },
-                cdnNumber: 3,
-                key: enc.keys,
-                digest: enc.digest,
-                size: enc.size,
-                contentType: 'image/jpeg',
-                fileName: 'photo.jpg',
-              },
-            ],
-          },
-        },
-        pniSignatureMessage: null,
-        senderKeyDistributionMessage: null,
-      } as never,
-      {} as never,
-    );
+  async function sendImage(device: MockDevice, image: Buffer) {
+    await sendAttachmentFrom(world.sandbox, world.bob, device, image, {
+      pointer: { contentType: 'image/jpeg', fileName: 'photo.jpg' },
+    });
   }
 
   type Att = { path?: string; data?: Buffer; contentType: string; size: number };
