@@ -300,6 +300,9 @@ export interface SyncEvent extends EventBase {
   destinationNumber?: string;
   body: string;
   expiresInSeconds?: number;
+  /** The group the phone sent it to (then there is no `destination`). */
+  groupId?: string;
+  group?: GroupRef;
 }
 
 export interface IdentityChangeEvent {

@@ -1,6 +1,6 @@
 /**
- * signal-in: one msg per received item. msg.to is the sender, so signal-in → function → signal-out
- * answers with no configuration.
+ * signal-in: one msg per received item. msg.to is the sender, or `group:<id>` for a group's item, so
+ * signal-in → function → signal-out answers in the same chat with no configuration.
  */
 import { accountOf } from './lib/account';
 import type { SignalClient } from '../core/client';
@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AttachmentOptions, IncomingEvent } from '../core/types';
 import type { Node, RED } from './lib/red';
+import { chatFilterOf, passesChats, type ChatFilter } from './lib/chats';
 import { messageFor, wantsReadReceipt, IN_TYPES, type InType } from './lib/msg';
 import { noAccountStatus } from './lib/status';
 
@@ -23,6 +24,10 @@ interface InConfig {
   attachments?: string;
   /** The folder for `files`; default `<userDir>/signal/attachments/<account id>/`. */
   attachmentsDir?: string;
+  /** Which chats: `all` (default), `direct` (1:1 only), `groups` (groups only), `chosen`. */
+  chats?: string;
+  /** For `chosen`: group ids, separated by commas. */
+  groups?: string;
   /** Size cap per attachment, MiB (default 100, Signal's own limit). */
   attachmentsMaxMiB?: number | string;
   /** The folder's quota, MiB (default 1024): the oldest files are pruned past it. */
@@ -74,6 +79,16 @@ export = function register(RED: RED): void {
         .filter((t): t is InType => (IN_TYPES as string[]).includes(t)),
     );
     if (wanted.size === 0) wanted.add('message');
+    let chats: ChatFilter;
+    try {
+      chats = chatFilterOf(config.chats, config.groups);
+    } catch (e) {
+      // A node that would emit the wrong chats emits none: the settings are to be fixed.
+      node.status({ fill: 'red', shape: 'ring', text: RED._('signal-in.status.badChats') });
+      node.error((e as Error).message);
+      node.on('close', (_r: boolean, done: () => void) => done());
+      return;
+    }
     const account = accountOf(RED, config.account);
     if (!account) {
       node.status(noAccountStatus(RED._, node));
@@ -92,7 +107,7 @@ export = function register(RED: RED): void {
     const readReceipts = config.readReceipts === true;
     const onEvent = (ev: IncomingEvent) => {
       const { type, msg } = messageFor(ev);
-      if (!wanted.has(type)) return;
+      if (!wanted.has(type) || !passesChats(chats, ev)) return;
       node.send(msg);
       // After the emit, off the receive path: the receipt says the flow has the message.
       if (readReceipts) {

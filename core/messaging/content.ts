@@ -367,6 +367,8 @@ export function contentEffects(content: Content, ctx: EnvelopeContext): ContentE
         ...(destination ? { destination } : {}),
         ...(sent.destinationE164 ? { destinationNumber: sent.destinationE164 } : {}),
         ...(message.expireTimer ? { expiresInSeconds: message.expireTimer } : {}),
+        // A transcript of a message the phone sent to a group: no destination, the group's context.
+        ...groupOf(message),
       });
     }
   }

@@ -140,6 +140,7 @@ export const IN_TYPES: InType[] = [
   'receipt',
   'typing',
   'sync',
+  'group-update',
   'identity-change',
 ];
 
@@ -197,7 +198,6 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
   switch (ev.type) {
     case 'message':
       payload = ev.body;
-      if (ev.groupId) signal.groupId = ev.groupId;
       if (ev.quote) signal.quote = ev.quote;
       if (ev.reaction) signal.reaction = ev.reaction;
       if (ev.mentions) signal.mentions = ev.mentions;
@@ -214,20 +214,17 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
       // The new text; msg.signal.targetTimestamp names the message it replaces.
       payload = ev.body;
       signal.targetTimestamp = ev.targetTimestamp;
-      if (ev.groupId) signal.groupId = ev.groupId;
       if (ev.mentions) signal.mentions = ev.mentions;
       if (ev.styles) signal.styles = ev.styles;
       break;
     case 'delete':
       payload = ev.targetTimestamp;
       signal.targetTimestamp = ev.targetTimestamp;
-      if (ev.groupId) signal.groupId = ev.groupId;
       break;
     case 'timer':
       payload = ev.expiresInSeconds;
       signal.expiresInSeconds = ev.expiresInSeconds;
       if (ev.version !== undefined) signal.timerVersion = ev.version;
-      if (ev.groupId) signal.groupId = ev.groupId;
       break;
     case 'sync':
       payload = ev.body;
@@ -240,16 +237,42 @@ export function messageFor(ev: IncomingEvent): { type: InType; msg: NodeMessage 
       break;
     case 'typing':
       payload = ev.action;
-      if (ev.groupId) signal.groupId = ev.groupId;
       break;
     case 'group-update':
-      // Not among IN_TYPES yet (signal-in does not offer it): the engine's event as it is.
-      payload = ev.group;
-      signal.group = ev.group;
+      // What changed, as the engine compared the state it had with the one it fetched.
+      payload = ev.revision;
       signal.revision = ev.revision;
+      for (const k of GROUP_UPDATE_FIELDS) if (ev[k] !== undefined) signal[k] = ev[k];
       break;
   }
-  return { type, msg: { payload, topic: ev.from.number ?? ev.from.aci, to: ev.from.aci, signal } };
+  // A group's item: msg.signal.group, and msg.to the group, so that a reply goes back to it;
+  // msg.topic stays the sender (who said it), as for a 1:1 item.
+  const group = groupOfEvent(ev);
+  if (group) {
+    signal.group = group;
+    signal.groupId = group.id;
+  }
+  const to = group ? `group:${group.id}` : ev.from.aci;
+  return { type, msg: { payload, topic: ev.from.number ?? ev.from.aci, to, signal } };
+}
+
+const GROUP_UPDATE_FIELDS = [
+  'previousRevision',
+  'title',
+  'timerSeconds',
+  'membersAdded',
+  'membersRemoved',
+  'pendingAdded',
+  'pendingRemoved',
+] as const;
+
+/** The group an event belongs to, `{id, title?}` (the title once the engine has its state), or null. */
+export function groupOfEvent(ev: IncomingEvent): { id: string; title?: string } | null {
+  if (ev.type === 'identity-change' || ev.type === 'receipt') return null;
+  const id = ev.group?.id ?? ev.groupId;
+  if (!id) return null;
+  const title = ev.group?.title;
+  return title ? { id, title } : { id };
 }
 
 /** The messages a read receipt is for: text from someone else (not reactions, receipts, typing, sync). */

@@ -37,6 +37,8 @@ export interface Node extends EventEmitter {
 export interface RedRequest {
   params: Record<string, string>;
   body: unknown;
+  /** The parsed query string (Express). */
+  query?: Record<string, unknown>;
 }
 export interface RedResponse {
   status(code: number): RedResponse;

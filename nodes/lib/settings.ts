@@ -19,6 +19,8 @@ export interface AccountConfig {
   region?: string;
   /** Custom server only: the User-Agent to send instead of sigflow's own. */
   userAgent?: string;
+  /** Custom server only: its base64 zkgroup ServerPublicParams (groups need them). */
+  serverPublicParams?: string;
 }
 
 export function environmentOf(c: AccountConfig): EnvironmentOptions {
@@ -30,6 +32,9 @@ export function environmentOf(c: AccountConfig): EnvironmentOptions {
         caCert: c.caCert ?? '',
         trustRoots: c.trustRoots ?? '',
         ...(c.userAgent ? { userAgent: c.userAgent } : {}),
+        ...(typeof c.serverPublicParams === 'string' && c.serverPublicParams.trim() !== ''
+          ? { serverPublicParams: c.serverPublicParams }
+          : {}),
       }
     : { server };
 }

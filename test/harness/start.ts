@@ -100,6 +100,7 @@ export function sandboxFlows(sandbox: Sandbox, contacts: PrimaryDevice[]): unkno
     serviceUrl: sandbox.url,
     caCert: sandbox.caCert,
     trustRoots: sandbox.trustRoot,
+    serverPublicParams: sandbox.environment.serverPublicParams,
     deviceName: 'Node-RED sandbox',
     identityTrust: 'accept',
   });

@@ -1,6 +1,6 @@
 /**
  * The signal-account admin routes under Node-RED's adminAuth (DESIGN.md: reads need
- * `signal-account.read`, linking, cancelling and approving an identity need `signal-account.write`). The test helper stubs
+ * `signal-account.read` (the groups list too), linking, cancelling and approving an identity need `signal-account.write`). The test helper stubs
  * the permission check out, so this runs a real Node-RED with adminAuth configured: users logged in
  * through /auth/token, and API tokens given by adminAuth.tokens. Node-RED answers 401 both to a
  * request without credentials and to a user without the permission.
@@ -17,10 +17,11 @@ type Route =
   | 'GET link'
   | 'GET status'
   | 'GET identities'
+  | 'GET groups'
   | 'POST link'
   | 'DELETE link'
   | 'POST identities/approve';
-const READS: Route[] = ['GET link', 'GET status', 'GET identities'];
+const READS: Route[] = ['GET link', 'GET status', 'GET identities', 'GET groups'];
 const WRITES: Route[] = ['POST link', 'DELETE link', 'POST identities/approve'];
 const ALL: Route[] = [...READS, ...WRITES];
 
@@ -126,7 +127,8 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
             caCert: sandbox.caCert,
             trustRoots: sandbox.trustRoot,
           };
-    const account = accountId ?? (what.startsWith('identities') ? 'acct2' : 'acct1');
+    const account =
+      accountId ?? (what.startsWith('identities') || what === 'groups' ? 'acct2' : 'acct1');
     const res = await fetch(`${red.url}/signal-account/${account}/${what}`, {
       method,
       headers: {
@@ -159,7 +161,7 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
    * nothing; acct2 is deployed.
    */
   async function expectReads(token: string, who: string) {
-    for (const route of ['GET link', 'GET status'] as const) {
+    for (const route of ['GET link', 'GET status', 'GET groups'] as const) {
       const r = await call(route, token, 'nosuchaccount');
       assert.equal(r.status, 404, `${route} by ${who}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.error?.code, 'NOT_FOUND');
@@ -176,6 +178,10 @@ describe('nodes: admin routes under adminAuth (real Node-RED process)', function
       `GET identities by ${who}: ${JSON.stringify(identities.body)}`,
     );
     assert.deepEqual(identities.body, { pending: [] });
+    // The deployed account is not linked yet: it is in no group.
+    const groups = await call('GET groups', token);
+    assert.equal(groups.status, 200, `GET groups by ${who}: ${JSON.stringify(groups.body)}`);
+    assert.deepEqual(groups.body, []);
   }
 
   /** Writes are let through: a link starts (202 waiting), and is cancelled (200). */

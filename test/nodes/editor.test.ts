@@ -2,8 +2,9 @@
  * The editor as a person uses it (issue 6): Node-RED with this package against the Signal sandbox,
  * opened in headless Chromium (Debian's, driven by playwright-core). Double-click a signal-out node,
  * open its account with the pencil, click "Link device", see the QR code, let the simulated phone
- * approve, see the linked number. Screenshots go to test-output/ (editor-link-qr.png with the QR
- * code, editor-link.png linked).
+ * approve, see the linked number; back in signal-out, its group picker lists the phone's group and
+ * puts group:<id> into "To". Screenshots go to test-output/ (editor-link-qr.png with the QR code,
+ * editor-link.png linked, editor-group-picker.png).
  *
  * Chromium is required, not optional: without it this test fails and says how to install it
  * (.ci/run installs it on a fresh machine).
@@ -13,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { projectRoot, startNodeRed, type NodeRedProcess } from '../harness/node-red';
+import { StorageState } from '@signalapp/mock-server';
 import { startSandbox, withTimeout, type PrimaryDevice, type Sandbox } from '../harness/sandbox';
 import { accountConfig } from './support';
 
@@ -23,6 +25,7 @@ describe('editor (headless Chromium): linking from the account dialog', function
   this.timeout(120_000);
   let sandbox: Sandbox;
   let phone: PrimaryDevice;
+  let group: Awaited<ReturnType<PrimaryDevice['createGroup']>>;
   let red: NodeRedProcess;
   let browser: Browser;
   const outDir = path.join(projectRoot(), 'test-output');
@@ -38,6 +41,9 @@ describe('editor (headless Chromium): linking from the account dialog', function
     sandbox = await startSandbox();
     const bob = await sandbox.createPrimary({ profileName: 'Bob' });
     phone = await sandbox.createPrimary({ profileName: 'My phone', contacts: [bob] });
+    // The phone is in a group: after linking, signal-out's group picker lists it.
+    group = await phone.createGroup({ title: 'On call', members: [phone, bob] });
+    await phone.setStorageState(StorageState.getEmpty().addGroup(group, { whitelisted: true }));
     red = await startNodeRed({
       flows: [
         { id: 'tab1', type: 'tab', label: 'Send an alert' },
@@ -156,6 +162,18 @@ describe('editor (headless Chromium): linking from the account dialog', function
         assert.ok(Date.now() < deadline, `not connected after linking: ${JSON.stringify(s)}`);
         await new Promise((r) => setTimeout(r, 200));
       }
+
+      // Back in signal-out's dialog: its group picker lists the phone's group (refresh reads the
+      // phone's storage), and picking it puts group:<id> into "To".
+      await page.locator('#node-config-dialog-cancel').click();
+      const picker = page.locator('#signal-out-group');
+      await picker.waitFor({ state: 'visible' });
+      await page.locator('#signal-out-group-refresh').click();
+      const option = picker.locator('option', { hasText: 'On call (2)' });
+      await option.waitFor({ state: 'attached', timeout: 20_000 });
+      await picker.selectOption({ label: 'On call (2)' });
+      assert.equal(await page.locator('#node-input-to').inputValue(), `group:${group.id}`);
+      await shot(page, 'editor-group-picker.png');
       assert.deepEqual(pageErrors, [], 'errors in the editor page');
     } catch (e) {
       // What the page showed when it went wrong, for whoever reads the failure.

@@ -1,10 +1,12 @@
 /**
  * The msg mapping of nodes/lib/msg.ts on its own: what msg.signal.lookup says when answers come from
- * several sources, and the shape of an identity-change msg (documented in signal-in's help).
+ * several sources, the shape of an identity-change msg (documented in signal-in's help), group items
+ * (msg.signal.group, msg.to the group, group-update's fields) and signal-in's Chats filter.
  */
 import assert from 'node:assert/strict';
 import { lookupSummary, messageFor, recipientsOf, wantsReadReceipt } from '../../nodes/lib/msg';
 import { InvalidInputError } from '../../core/errors';
+import { chatFilterOf, passesChats } from '../../nodes/lib/chats';
 
 describe('nodes/lib/msg', () => {
   it('takes group:<id> recipients beside ACIs; a malformed group id is refused, naming it', () => {
@@ -124,5 +126,99 @@ describe('nodes/lib/msg: edits, deletes, timers and rich messages', () => {
       false,
     );
     assert.equal(wantsReadReceipt({ type: 'delete', ...base, targetTimestamp: 1 }, 'self'), false);
+  });
+  const gid = Buffer.alloc(32, 9).toString('base64');
+
+  it("a group's items: msg.signal.group {id, title?}, msg.to group:<id>, msg.topic the sender", () => {
+    for (const ev of [
+      {
+        type: 'message' as const,
+        ...base,
+        body: 'hi',
+        groupId: gid,
+        group: { id: gid, title: 'T' },
+      },
+      { type: 'typing' as const, ...base, action: 'started' as const, groupId: gid },
+      { type: 'delete' as const, ...base, targetTimestamp: 1, group: { id: gid, title: 'T' } },
+      {
+        type: 'sync' as const,
+        ...base,
+        body: 'mine',
+        groupId: gid,
+        group: { id: gid, title: 'T' },
+      },
+    ]) {
+      const { msg } = messageFor(ev);
+      assert.equal(msg.to, `group:${gid}`, ev.type);
+      assert.equal(msg.topic, from.number, ev.type);
+      const signal = msg.signal as Record<string, unknown>;
+      assert.deepEqual(signal.group, ev.type === 'typing' ? { id: gid } : { id: gid, title: 'T' });
+      assert.equal(signal.groupId, gid);
+    }
+    const direct = messageFor({ type: 'message', ...base, body: 'hi' }).msg;
+    assert.equal(direct.to, from.aci);
+    assert.equal((direct.signal as Record<string, unknown>).group, undefined);
+  });
+
+  it('a group-update carries the revision as payload and only what changed under msg.signal', () => {
+    const { type, msg } = messageFor({
+      type: 'group-update',
+      ...base,
+      group: { id: gid, title: 'New' },
+      groupId: gid,
+      revision: 3,
+      previousRevision: 2,
+      title: 'New',
+      membersAdded: [from.aci],
+    });
+    assert.equal(type, 'group-update');
+    assert.equal(msg.payload, 3);
+    assert.equal(msg.to, `group:${gid}`);
+    const signal = msg.signal as Record<string, unknown>;
+    assert.deepEqual(signal.group, { id: gid, title: 'New' });
+    assert.equal(signal.revision, 3);
+    assert.equal(signal.previousRevision, 2);
+    assert.equal(signal.title, 'New');
+    assert.deepEqual(signal.membersAdded, [from.aci]);
+    assert.ok(!('timerSeconds' in signal) && !('membersRemoved' in signal));
+  });
+
+  it('Chats: receipts, identity changes and 1:1 items are direct; chosen groups only theirs; bad settings named', () => {
+    const inGroup = { type: 'message' as const, ...base, body: 'g', groupId: gid };
+    const other = { ...inGroup, groupId: Buffer.alloc(32, 1).toString('base64') };
+    const dm = { type: 'message' as const, ...base, body: 'd' };
+    const receipt = {
+      type: 'receipt' as const,
+      ...base,
+      receiptType: 'read' as const,
+      timestamps: [1],
+    };
+    const identity = {
+      type: 'identity-change' as const,
+      serviceId: from.aci,
+      timestamp: 1,
+      blocked: false,
+    };
+    const pass = (f: ReturnType<typeof chatFilterOf>) =>
+      [inGroup, other, dm, receipt, identity].map((e) => passesChats(f, e));
+    assert.deepEqual(pass(chatFilterOf(undefined, undefined)), [true, true, true, true, true]);
+    assert.deepEqual(pass(chatFilterOf('direct', '')), [false, false, true, true, true]);
+    assert.deepEqual(pass(chatFilterOf('groups', '')), [true, true, false, false, false]);
+    assert.deepEqual(pass(chatFilterOf('chosen', ` group:${gid} ,`)), [
+      true,
+      false,
+      false,
+      false,
+      false,
+    ]);
+    const refused = (chats: unknown, groups: unknown, what: RegExp) =>
+      assert.throws(
+        () => chatFilterOf(chats, groups),
+        (e: unknown) => e instanceof InvalidInputError && what.test(e.message),
+      );
+    refused('some', '', /Chats must be one of all, direct, groups, chosen/);
+    refused('chosen', '', /no group is chosen/);
+    refused('chosen', `${gid}, nope`, /"nope" is not a group id/);
+    refused('chosen', 42, /must be text/);
   });
 });

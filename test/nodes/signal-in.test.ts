@@ -48,7 +48,7 @@ describe('nodes: signal-in with group and synced-contact messages', function () 
     return { client, device: await introduce(world.sandbox, client, world.bob) };
   }
 
-  it("a sender-key group message arrives with the group's id on msg.signal.groupId", async () => {
+  it("a sender-key group message arrives with the group's id on msg.signal.group, msg.to the group", async () => {
     const { client, device } = await linked();
     const group = await world.bob.createGroup({
       title: 'Garden club',
@@ -69,10 +69,18 @@ describe('nodes: signal-in with group and synced-contact messages', function () 
     await world.bob.sendText(device, 'hello group', { group, sealed: true, distributionId });
     const msg = await received;
     assert.equal(msg.payload, 'hello group');
-    assert.equal(msg.to, world.bob.device.aci);
-    const signal = msg.signal as { type: string; groupId?: string; sealed: boolean };
+    // A reply goes to the group; the topic stays the sender.
+    assert.equal(msg.to, `group:${group.id}`);
+    assert.equal(msg.topic, world.bob.device.number);
+    const signal = msg.signal as {
+      type: string;
+      groupId?: string;
+      group?: { id: string };
+      sealed: boolean;
+    };
     assert.equal(signal.type, 'message');
     assert.equal(signal.groupId, group.id);
+    assert.equal(signal.group?.id, group.id);
     assert.equal(signal.sealed, true);
     assert.equal(world.bob.getDecryptionErrorQueueSize(), 0, 'no retry request went to Bob');
   });

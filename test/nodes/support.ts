@@ -180,6 +180,7 @@ export function accountConfig(sandbox: Sandbox, id: string, name = id): Record<s
     serviceUrl: sandbox.url,
     caCert: sandbox.caCert,
     trustRoots: sandbox.trustRoot,
+    serverPublicParams: sandbox.environment.serverPublicParams,
     deviceName: 'Node-RED test',
     identityTrust: 'accept',
   };
@@ -204,6 +205,7 @@ export async function linkThroughAdminRoutes(
       serviceUrl: sandbox.url,
       caCert: sandbox.caCert,
       trustRoots: sandbox.trustRoot,
+      serverPublicParams: sandbox.environment.serverPublicParams,
     })
     .expect(202);
   assert.equal(started.body.state, 'waiting');

@@ -6,6 +6,7 @@
 import type { RED } from '../red';
 import { installChallengeRoutes } from './challenge';
 import { createContext } from './context';
+import { installGroupsRoute } from './groups';
 import { installIdentityRoutes } from './identities';
 import { installLinkRoutes } from './link';
 import { installProfileRoute } from './profile';
@@ -24,6 +25,7 @@ export function installAdminRoutes(RED: RED): AdminRoutes {
   installStatusRoute(ctx);
   installChallengeRoutes(ctx);
   installIdentityRoutes(ctx);
+  installGroupsRoute(ctx);
   installRegistrationRoutes(ctx);
   installProfileRoute(ctx);
   return {

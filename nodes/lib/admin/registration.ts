@@ -30,6 +30,7 @@ function settingsOf(body: Record<string, unknown>): AccountConfig {
     'trustRoots',
     'deviceName',
     'userAgent',
+    'serverPublicParams',
   ] as const) {
     const v = stringField(body, k);
     if (v !== undefined) (c as Record<string, string>)[k] = v;

@@ -103,6 +103,26 @@ describe('messaging/content', () => {
     assert.equal(ev.timestamp, 77);
   });
 
+  it("a transcript of the phone's message to a group: no destination, the group's id", () => {
+    const masterKey = new Uint8Array(32).fill(5);
+    const expected = Buffer.from(
+      GroupSecretParams.deriveFromMasterKey(new GroupMasterKey(masterKey))
+        .getPublicParams()
+        .getGroupIdentifier()
+        .serialize(),
+    ).toString('base64');
+    const content = sentTranscript({
+      timestamp: 78,
+      message: { ...textDataMessage({ body: 'to all', timestamp: 78 }), groupV2: { masterKey } },
+      group: [{ serviceId: randomUUID(), unidentified: true }],
+    });
+    const ev = contentEffects(parseContent(serializeContent(content)), ctx).events[0];
+    assert.ok(ev && ev.type === 'sync');
+    assert.equal(ev.destination, undefined);
+    assert.equal(ev.groupId, expected);
+    assert.equal(ev.body, 'to all');
+  });
+
   it('maps receipts and typing, and ignores a null message', () => {
     const receipt = contentEffects(parseContent(serializeContent(deliveryReceipt([1, 2]))), ctx)
       .events[0];
