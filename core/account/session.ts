@@ -407,6 +407,7 @@ export class AccountSession {
     this.closed = true;
     this.profiles.close();
     this.groups.close();
+    this.uploads.close();
     this.prekeys.stop();
     this.chat.removeAllListeners('state');
     this.unauthChat?.removeAllListeners('state');

@@ -90,6 +90,8 @@ export class GroupDirectory implements GroupStatePort {
    * sender (or a forged context) repeating that claim does not cost a fetch per message.
    */
   private readonly behind = new Map<string, { claimed: number; at: number }>();
+  /** Groups whose last fetch from a message's context failed, and when. */
+  private readonly failed = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly opts: GroupDirectoryOptions) {
@@ -234,6 +236,15 @@ export class GroupDirectory implements GroupStatePort {
     void tracked.finally(() => this.background.delete(tracked));
   }
 
+  private noteFailed(groupId: string): void {
+    const now = this.opts.now();
+    // Bounded: forged contexts name endless ids; entries past the window mean nothing any more.
+    if (this.failed.size >= 1000) {
+      for (const [id, at] of this.failed) if (now - at >= BEHIND_RETRY_MS) this.failed.delete(id);
+    }
+    if (this.failed.size < 1000) this.failed.set(groupId, now);
+  }
+
   private logFailure(groupId: string, e: unknown): void {
     if (e instanceof NotAMemberError) {
       this.opts.logger.info(`groups: not a member of ${groupId} (any more)`);
@@ -250,13 +261,21 @@ export class GroupDirectory implements GroupStatePort {
       return; // content.ts already refused it as a group id; nothing to fetch
     }
     const before = this.opts.store.get(keys.id);
-    if (before && before.revision >= note.revision && !note.change) return;
+    // What we hold is already this revision or newer (a late or repeated change, the transcript of
+    // a change we fetched): nothing to fetch, nothing to announce.
+    if (before && before.revision >= note.revision) return;
     const lag = this.behind.get(keys.id);
     if (lag && note.revision <= lag.claimed && this.opts.now() - lag.at < BEHIND_RETRY_MS) return;
+    // A group whose fetch failed (one we are not in, or a forged context) is not asked for again
+    // for a while, whatever revision its messages claim: no server round trip per message.
+    const failed = this.failed.get(keys.id);
+    if (failed !== undefined && this.opts.now() - failed < BEHIND_RETRY_MS) return;
     let after: GroupRecord;
     try {
       after = await this.fetch(note.masterKey);
+      this.failed.delete(keys.id);
     } catch (e) {
+      this.noteFailed(keys.id);
       this.logFailure(keys.id, e);
       return;
     }
@@ -264,7 +283,7 @@ export class GroupDirectory implements GroupStatePort {
     if (after.revision < note.revision) {
       this.behind.set(keys.id, { claimed: note.revision, at: this.opts.now() });
     } else this.behind.delete(keys.id);
-    if (before && before.revision === after.revision && !note.change) return;
+    if (before && after.revision <= before.revision) return;
     const ev = updateEvent(before, after, note);
     // A group new to us is worth an event only when a change announced it.
     if (!before && !note.change) return;
@@ -351,6 +370,10 @@ export class GroupDirectory implements GroupStatePort {
     if (!masterKey) return this.list();
     const listing = await readStorage(this.opts.server, masterKey);
     if (!listing || this.closed) return this.list();
+    if (listing.unreadable > 0)
+      this.opts.logger.warn(
+        `groups: ${listing.unreadable} storage record(s) did not open; skipped`,
+      );
     for (const c of listing.contacts) {
       if (c.aci !== this.opts.self.aci.toLowerCase())
         this.opts.store.fillProfileKey(c.aci, c.profileKey);

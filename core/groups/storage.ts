@@ -25,6 +25,8 @@ export interface StorageListing {
   version: string;
   groupMasterKeys: Uint8Array[];
   contacts: Array<{ aci: string; profileKey: Uint8Array }>;
+  /** Records that did not decrypt or parse, skipped. */
+  unreadable: number;
 }
 
 /** At most this many keys per read (Signal-Server's storage service limit is larger). */
@@ -55,22 +57,25 @@ export async function readStorage(
   const wanted = (record.keys ?? []).filter(
     (k) => (k.type === Type.GROUPV2 || k.type === Type.CONTACT) && k.raw && k.raw.length > 0,
   );
-  const listing: StorageListing = { version, groupMasterKeys: [], contacts: [] };
+  const listing: StorageListing = { version, groupMasterKeys: [], contacts: [], unreadable: 0 };
   for (let i = 0; i < wanted.length; i += READ_BATCH) {
     const keys = wanted.slice(i, i + READ_BATCH).map((k) => k.raw as Uint8Array);
     const items = await port.read(auth, keys);
     for (const item of items.items ?? []) {
       if (!item.key || !item.value) continue;
-      const value = openStorageValue(
-        deriveItemKey(storageKey, item.key, record.recordIkm),
-        item.value,
-        'A storage record',
-      );
+      // One record that does not open or parse is skipped (and counted), not the whole listing.
       let r: StorageRecord;
       try {
-        r = StorageRecord.decode(value);
-      } catch (e) {
-        throw new ProtocolError('A storage record is not a StorageRecord', { cause: e });
+        r = StorageRecord.decode(
+          openStorageValue(
+            deriveItemKey(storageKey, item.key, record.recordIkm),
+            item.value,
+            'A storage record',
+          ),
+        );
+      } catch {
+        listing.unreadable++;
+        continue;
       }
       const mk = r.groupV2?.masterKey;
       if (mk && mk.length === 32) listing.groupMasterKeys.push(new Uint8Array(mk));

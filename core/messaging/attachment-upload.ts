@@ -19,6 +19,7 @@ import {
   wantsIncrementalMac,
   type EncryptedAttachmentInfo,
 } from '../crypto/attachment-encrypt';
+import { ClosedError } from '../errors';
 import type { Logger } from '../log';
 import { uploadToCdn, type CdnUploadOptions } from '../net/cdn-upload';
 import type { ChatRequester } from '../net/types';
@@ -87,6 +88,8 @@ function sweepStale(dir: string, now: number): void {
 export class AttachmentUploader {
   private readonly now: () => number;
   private swept = false;
+  /** Aborted by close(): uploads in flight stop (their sockets, retries and back-off sleeps). */
+  private readonly closing = new AbortController();
 
   constructor(private readonly opts: AttachmentUploaderOptions) {
     this.now = opts.now ?? Date.now;
@@ -97,7 +100,13 @@ export class AttachmentUploader {
    * streams into the temp file and into the first upload at once (the upload form needs only the
    * encrypted length, known beforehand); a resumed upload reads the temp file, once it is whole.
    */
+  /** The session closes: uploads in flight stop, and new ones are refused with CLOSED. */
+  close(): void {
+    this.closing.abort();
+  }
+
   async upload(a: CheckedAttachment): Promise<signalservice.IAttachmentPointer> {
+    if (this.closing.signal.aborted) throw new ClosedError('The account');
     const dir = this.opts.dir();
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!this.swept) {
@@ -153,7 +162,7 @@ export class AttachmentUploader {
         },
         {
           ...this.opts.cdn,
-          signal: abort.signal,
+          signal: AbortSignal.any([abort.signal, this.closing.signal]),
           onResume: (offset) =>
             this.opts.logger.info(
               `attachment upload interrupted; resuming at ${offset} of ${encryptedSize} bytes`,
@@ -180,6 +189,7 @@ export class AttachmentUploader {
       });
     } catch (e) {
       // When the encryption failed, that is why the upload stopped: say so.
+      if (this.closing.signal.aborted) throw new ClosedError('The account');
       if (abort.signal.aborted)
         throw await encrypted.then(
           () => e,

@@ -41,7 +41,7 @@ export interface CheckedAttachment {
   voiceNote?: boolean;
 }
 
-const MIME = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
+export const MIME_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i;
 
 function dimension(v: unknown, field: string): number | undefined {
   if (v === undefined) return undefined;
@@ -110,7 +110,7 @@ function checkOne(raw: unknown, i: number): CheckedAttachment {
     );
   let contentType = 'application/octet-stream';
   if (a.contentType !== undefined) {
-    if (typeof a.contentType !== 'string' || !MIME.test(a.contentType))
+    if (typeof a.contentType !== 'string' || !MIME_TYPE.test(a.contentType))
       throw new InvalidInputError(`${at}.contentType must be a MIME type such as image/png`);
     contentType = a.contentType.toLowerCase();
   }

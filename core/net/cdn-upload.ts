@@ -74,12 +74,25 @@ interface Retrier {
 function retrier(opts: CdnUploadOptions, defaultRetries: number): Retrier {
   const max = opts.retries ?? defaultRetries;
   const base = opts.retryDelayMs ?? 1000;
-  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // The back-off ends early when the upload is aborted (the account closing).
+  const sleep =
+    opts.sleep ??
+    ((ms: number) =>
+      new Promise<void>((r) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          opts.signal?.removeEventListener('abort', done);
+          r();
+        }
+        opts.signal?.addEventListener('abort', done, { once: true });
+      }));
   const r: Retrier = {
     attempts: 0,
     async next() {
       if (r.attempts >= max || opts.signal?.aborted) return false;
       await sleep(base * fibonacci(r.attempts));
+      if (opts.signal?.aborted) return false;
       r.attempts++;
       return true;
     },

@@ -12,6 +12,7 @@ import {
   ATTACHMENT_FIELDS,
   MAX_ATTACHMENT_BYTES,
   MAX_ATTACHMENTS,
+  MIME_TYPE,
 } from '../../core/messaging/outgoing-attachments';
 import type { OutgoingAttachment } from '../../core/types';
 
@@ -111,7 +112,7 @@ function specOf(entry: unknown, what: string): AttachmentSpec {
   } else spec.path = checkPath(o.path, `${what}.path`);
   const contentType = optionalText(o.contentType, `${what}.contentType`);
   if (contentType !== undefined) {
-    if (!/^[\w.+-]+\/[\w.+-]+/.test(contentType))
+    if (!MIME_TYPE.test(contentType))
       throw new InvalidInputError(
         `${what}.contentType must be a MIME type such as "image/png", but it is ${kindOf(contentType)}`,
       );

@@ -178,4 +178,34 @@ describe('groups/directory: the GroupStatePort and the receive-side refetch', ()
     await dir.idle();
     assert.equal(fake.gets(), 4);
   });
+
+  it('a repeated change emits no second group-update; a group we are not in costs one fetch a minute, whatever it claims', async () => {
+    const masterKey = new Uint8Array(crypto.randomBytes(32));
+    const state = { revision: 3, members: [self.aci, other] };
+    const fake = fakeServer(masterKey, state);
+    let now = Date.now();
+    const { dir, events } = directory(fake.server, () => now);
+    dir.noteContext(note(masterKey, 3, true));
+    await dir.idle();
+    assert.equal(events.length, 1, 'the change that brought the group');
+    // The same change again (a redelivery, or our phone's transcript of it): nothing new.
+    dir.noteContext(note(masterKey, 3, true));
+    await dir.idle();
+    assert.equal(events.length, 1);
+    assert.equal(fake.gets(), 1);
+    // We are removed: the fetch says so, the group is forgotten, and messages naming it (even with
+    // ever newer revisions, as a forger would send) are not fetched again within the minute.
+    state.revision = 4;
+    state.members = [other];
+    dir.noteContext(note(masterKey, 4, true));
+    await dir.idle();
+    assert.equal(fake.gets(), 2);
+    for (let r = 5; r < 10; r++) dir.noteContext(note(masterKey, r, true));
+    await dir.idle();
+    assert.equal(fake.gets(), 2, 'no fetch per message');
+    now += 61_000;
+    dir.noteContext(note(masterKey, 10, true));
+    await dir.idle();
+    assert.equal(fake.gets(), 3);
+  });
 });

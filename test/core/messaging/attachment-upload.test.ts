@@ -109,4 +109,31 @@ describe('core/messaging/attachment-upload', () => {
       await cdn.close();
     }
   });
+
+  it('close() stops an upload waiting out its back-off: CLOSED, no temp file, and later uploads refused', async () => {
+    // Every upload is cut, and the back-off is an hour: only close() can end this upload.
+    const cdn = await tusServer({ cutAt: 1000, cuts: 1000 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-up-'));
+    try {
+      const uploader = new AttachmentUploader({
+        env: envFor(cdn.port),
+        chat: () => formChat(cdn.port, []),
+        dir: () => dir,
+        logger: captureLogger(),
+        cdn: { retryDelayMs: 3_600_000 },
+      });
+      const data = crypto.randomBytes(200_000);
+      const upload = uploader.upload({ source: { data }, size: data.length, contentType: 'x/y' });
+      while (cdn.seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+      uploader.close();
+      await assert.rejects(upload, (e: Error & { code?: string }) => e.code === 'CLOSED');
+      assert.deepEqual(fs.readdirSync(dir), []);
+      await assert.rejects(
+        uploader.upload({ source: { data }, size: data.length, contentType: 'x/y' }),
+        (e: Error & { code?: string }) => e.code === 'CLOSED',
+      );
+    } finally {
+      await cdn.close();
+    }
+  });
 });
