@@ -164,6 +164,7 @@ export class AccountSession {
     this.groups = new GroupDirectory({
       store: {
         get: (id) => store.groups.get(id),
+        summary: (id) => store.groups.summary(id),
         all: () => store.groups.all(),
         save: (g) => store.groups.save(g),
         delete: (id) => store.groups.delete(id),

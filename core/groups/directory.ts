@@ -26,6 +26,8 @@ import type { GroupInfo, GroupRecord, GroupStatePort } from './types';
 /** What the directory needs from the account's store (core/store, adapted by the session). */
 export interface GroupStorePort {
   get(id: string): GroupRecord | undefined;
+  /** Title and revision only: what each group message needs, read without its members. */
+  summary(id: string): { title: string; revision: number } | undefined;
   all(): GroupRecord[];
   save(group: GroupRecord): void;
   delete(id: string): boolean;
@@ -154,7 +156,7 @@ export class GroupDirectory implements GroupStatePort {
 
   /** The group an event belongs to, as stored now (title absent while its state is unknown). */
   describe(groupId: string): GroupRef {
-    const g = this.opts.store.get(groupId);
+    const g = this.opts.store.summary(groupId);
     return g && g.title ? { id: groupId, title: g.title } : { id: groupId };
   }
 
@@ -260,16 +262,18 @@ export class GroupDirectory implements GroupStatePort {
     } catch {
       return; // content.ts already refused it as a group id; nothing to fetch
     }
-    const before = this.opts.store.get(keys.id);
+    const held = this.opts.store.summary(keys.id);
     // What we hold is already this revision or newer (a late or repeated change, the transcript of
     // a change we fetched): nothing to fetch, nothing to announce.
-    if (before && before.revision >= note.revision) return;
+    if (held && held.revision >= note.revision) return;
     const lag = this.behind.get(keys.id);
     if (lag && note.revision <= lag.claimed && this.opts.now() - lag.at < BEHIND_RETRY_MS) return;
     // A group whose fetch failed (one we are not in, or a forged context) is not asked for again
     // for a while, whatever revision its messages claim: no server round trip per message.
     const failed = this.failed.get(keys.id);
     if (failed !== undefined && this.opts.now() - failed < BEHIND_RETRY_MS) return;
+    // The whole state before, for what the update changed (read only when fetching).
+    const before = held ? this.opts.store.get(keys.id) : undefined;
     let after: GroupRecord;
     try {
       after = await this.fetch(note.masterKey);

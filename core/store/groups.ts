@@ -65,6 +65,7 @@ export class GroupsTable {
   constructor(db: Db) {
     this.s = {
       get: db.prepare('SELECT * FROM groups WHERE id = ?'),
+      summary: db.prepare('SELECT title, revision FROM groups WHERE id = ?'),
       all: db.prepare('SELECT * FROM groups ORDER BY title COLLATE NOCASE, id'),
       save: db.prepare(
         `INSERT INTO groups (id, master_key, revision, title, timer_seconds, members, pending_members,
@@ -83,6 +84,11 @@ export class GroupsTable {
   get(id: string): StoredGroup | undefined {
     const r = this.s.get.get(id) as GroupRow | undefined;
     return r ? fromRow(r) : undefined;
+  }
+
+  /** A group's title and revision alone (the receive path's read: no members parsed). */
+  summary(id: string): { title: string; revision: number } | undefined {
+    return this.s.summary.get(id) as { title: string; revision: number } | undefined;
   }
 
   /** Every stored group, by title. */

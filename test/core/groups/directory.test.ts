@@ -77,6 +77,7 @@ function directory(server: GroupServerPort, now: () => number, params = serverPu
   const dir = new GroupDirectory({
     store: {
       get: (id) => rows.get(id),
+      summary: (id) => rows.get(id),
       all: () => [...rows.values()],
       save: (g) => void rows.set(g.id, g),
       delete: (id) => rows.delete(id),
