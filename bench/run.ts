@@ -13,7 +13,7 @@ import { SignalClient } from '../core/client';
 import { resolveEnvironment, type EnvironmentOptions } from '../core/config';
 import { SignalStore } from '../core/store';
 import type { IncomingEvent } from '../core/types';
-import { measureAttachments } from './attachments';
+import { measureAttachments, measureFreshProcessRss } from './attachments';
 import { measureCeiling } from './ceiling';
 import { groupBench } from './group';
 import type { PeerCommand, PeerReply } from './peer';
@@ -286,9 +286,20 @@ async function main(): Promise<void> {
         dir,
         Math.max(1, Math.round(20 * SCALE)),
         Math.max(1, Math.round(30 * SCALE)),
+        () => peer.call<number>({ cmd: 'cpu' }),
       ),
     );
     await client.close();
+    console.log('attachments: RSS of a fresh process during a 30 MiB transfer up and down…');
+    Object.assign(
+      results,
+      await measureFreshProcessRss({
+        dataFile,
+        environment,
+        dir,
+        sizeMiB: Math.max(1, Math.round(30 * SCALE)),
+      }),
+    );
 
     console.log(`per-message receive cost: 100 vs 20,000 sessions + 100,000 log rows…`);
     const small = await timedReceive(b, 'carol', COST, (s) => growStore(s, 100, 0));

@@ -20,7 +20,8 @@ import { paddedAttachmentSize } from './attachment-stream';
 const IV = 16;
 const MAC = 32;
 /** Padding goes out in pieces of this size, never as one buffer of the whole padding. */
-const PAD_CHUNK = 64 * 1024;
+const PAD_CHUNK = 1024 * 1024;
+const PIECE_HWM = 1024 * 1024;
 
 /** The length of the encrypted file of an `n`-byte plaintext: iv + CBC(padded) + mac. */
 export function encryptedAttachmentSize(n: number): number {
@@ -66,7 +67,8 @@ export class AttachmentEncryptor extends Transform {
     private readonly size: number,
     opts: { incrementalMac?: boolean; iv?: Uint8Array } = {},
   ) {
-    super();
+    // A piece out for every piece in (1 MiB from the uploader): room for one without a stall.
+    super({ highWaterMark: PIECE_HWM });
     if (keys.length !== 64) throw new ProtocolError('Attachment keys must be 64 bytes');
     if (!Number.isSafeInteger(size) || size < 0)
       throw new ProtocolError('Attachment size must be a non-negative integer');

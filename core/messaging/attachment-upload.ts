@@ -27,8 +27,12 @@ import type { signalservice } from '../../proto';
 import { attachmentPointer } from './compose';
 import type { CheckedAttachment } from './outgoing-attachments';
 
-/** A Buffer goes into the cipher in pieces of this size. */
-const PIECE = 64 * 1024;
+/**
+ * The plaintext goes into the cipher, and the encrypted file to the disk and the socket, in pieces
+ * of this size: per-piece costs (stream callbacks, OpenSSL calls, buffers) then stay small beside
+ * the crypto (bench/attachments.ts measures both). Memory holds a few pieces per stream.
+ */
+const PIECE = 1024 * 1024;
 
 export interface AttachmentUploaderOptions {
   env: Environment;
@@ -64,7 +68,7 @@ export async function encryptToFile(
   await pipeline(
     plaintext(a.source),
     encryptor,
-    fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }),
+    fs.createWriteStream(file, { flags: 'wx', mode: 0o600, highWaterMark: PIECE }),
   );
   return encryptor.info();
 }
@@ -121,12 +125,12 @@ export class AttachmentUploader {
       incrementalMac: wantsIncrementalMac(a.contentType),
     });
     const source = plaintext(a.source);
-    const live = new PassThrough();
+    const live = new PassThrough({ highWaterMark: PIECE });
     const abort = new AbortController();
     const encrypting = pipeline(
       source,
       encryptor,
-      fs.createWriteStream(temp, { flags: 'wx', mode: 0o600 }),
+      fs.createWriteStream(temp, { flags: 'wx', mode: 0o600, highWaterMark: PIECE }),
     );
     // The same bytes to the first upload; when it drops, the file still gets all of them.
     encryptor.pipe(live);
