@@ -30,22 +30,15 @@ import {
   type AccountTestNode,
   type TestNode,
 } from './support';
+import { coreNode, examplesDir, type FlowNode } from './examples-support';
 
-type FlowNode = Record<string, unknown> & { id: string; type: string };
-
-const core = (file: string): unknown =>
-  require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', file));
+const core = coreNode;
 const CORE_NODES = [
   core('common/20-inject.js'),
   core('common/21-debug.js'),
   core('common/90-comment.js'),
   core('function/10-function.js'),
 ];
-
-const examplesDir = [
-  path.join(__dirname, '..', '..', 'examples'),
-  path.join(__dirname, '..', '..', '..', 'examples'),
-].find((d) => fs.existsSync(d)) as string;
 
 /** PNG's chunks, each CRC checked; the IHDR size and the inflated pixel bytes. */
 function readPng(png: Buffer): { width: number; height: number; pixels: Buffer } {

@@ -5,8 +5,6 @@
  * styled* option, built on the sending branches: until they are merged this test fails here.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import accountNode = require('../../nodes/signal-account');
 import inNode = require('../../nodes/signal-in');
 import outNode = require('../../nodes/signal-out');
@@ -19,29 +17,11 @@ import {
   linkThroughAdminRoutes,
   phonesPerSuite,
 } from './support';
+import { coreNode, readExample, type FlowNode } from './examples-support';
 import type { AccountTestNode } from './support';
 
-type FlowNode = Record<string, unknown> & { id: string; type: string };
-
-const functionNode: unknown = require(
-  path.join(
-    path.dirname(require.resolve('@node-red/nodes/package.json')),
-    'core',
-    'function/10-function.js',
-  ),
-);
-const commentNode: unknown = require(
-  path.join(
-    path.dirname(require.resolve('@node-red/nodes/package.json')),
-    'core',
-    'common/90-comment.js',
-  ),
-);
-
-const examplesDir = [
-  path.join(__dirname, '..', '..', 'examples'),
-  path.join(__dirname, '..', '..', '..', 'examples'),
-].find((d) => fs.existsSync(d)) as string;
+const functionNode = coreNode('function/10-function.js');
+const commentNode = coreNode('common/90-comment.js');
 
 describe('examples: "Command bot" end to end (needs the sending branches merged)', function () {
   this.timeout(90_000);
@@ -49,9 +29,7 @@ describe('examples: "Command bot" end to end (needs the sending branches merged)
   freshDataDirPerTest('sigflow-command-bot-');
 
   it('"/status" gets a 👀 reaction, a read receipt and a styled reply quoting it', async () => {
-    const example = JSON.parse(
-      fs.readFileSync(path.join(examplesDir, 'Command bot.json'), 'utf8'),
-    ) as FlowNode[];
+    const example = readExample('Command bot.json');
     const nodes: FlowNode[] = [
       { id: 'tab', type: 'tab', label: 'example' },
       ...example.map((n) =>

@@ -32,11 +32,9 @@ import {
   type TestNode,
   freshDataDirPerTest,
 } from './support';
+import { coreNode, examplesDir, readExample, type FlowNode } from './examples-support';
 
-type FlowNode = Record<string, unknown> & { id: string; type: string };
-
-const core = (file: string): unknown =>
-  require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', file));
+const core = coreNode;
 /** Node-RED's own nodes the examples use (the test helper loads only what it is given). */
 const CORE_NODES: Record<string, unknown> = {
   inject: core('common/20-inject.js'),
@@ -51,17 +49,11 @@ const CORE_NODES: Record<string, unknown> = {
 const SIGNAL_NODES = ['signal-account', 'signal-in', 'signal-out', 'signal-lookup'];
 const FLOW_NODE_TYPES = ['signal-in', 'signal-out', 'signal-lookup'];
 
-// The package's examples/: two levels up from source (test/nodes), three when built (dist/test/nodes).
-const examplesDir = [
-  path.join(__dirname, '..', '..', 'examples'),
-  path.join(__dirname, '..', '..', '..', 'examples'),
-].find((d) => fs.existsSync(d)) as string;
 const exampleFiles = fs
   .readdirSync(examplesDir)
   .filter((f) => f.endsWith('.json'))
   .sort();
-const example = (file: string): FlowNode[] =>
-  JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8')) as FlowNode[];
+const example = readExample;
 
 /** RED.httpNode of the loaded runtime: the test helper serves http-in routes there, not on admin. */
 let httpNode: unknown;

@@ -6,8 +6,6 @@
  * editor's GET /signal-account/:id/groups lists the groups without keys.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { StorageState } from '@signalapp/mock-server';
 import accountNode = require('../../nodes/signal-account');
 import inNode = require('../../nodes/signal-in');
@@ -24,29 +22,13 @@ import {
   type AccountTestNode,
   type TestNode,
 } from './support';
+import { coreNode, readExample, type FlowNode } from './examples-support';
 
-type FlowNode = Record<string, unknown> & { id: string; type: string };
 type MockGroup = Awaited<ReturnType<PrimaryDevice['createGroup']>>;
 type Entry = Awaited<ReturnType<PrimaryDevice['waitForMessage']>>;
 
-const functionNode: unknown = require(
-  path.join(
-    path.dirname(require.resolve('@node-red/nodes/package.json')),
-    'core',
-    'function/10-function.js',
-  ),
-);
-const commentNode: unknown = require(
-  path.join(
-    path.dirname(require.resolve('@node-red/nodes/package.json')),
-    'core',
-    'common/90-comment.js',
-  ),
-);
-const examplesDir = [
-  path.join(__dirname, '..', '..', 'examples'),
-  path.join(__dirname, '..', '..', '..', 'examples'),
-].find((d) => fs.existsSync(d)) as string;
+const functionNode = coreNode('function/10-function.js');
+const commentNode = coreNode('common/90-comment.js');
 
 /** Every msg a helper node receives, in order. */
 function collect(id: string): NodeMessage[] {
@@ -97,9 +79,7 @@ describe('nodes: groups (Group echo bot, Chats filter, groups route)', function 
   }
 
   it('"Group echo bot" answers a group message in the group: both members get it with the group context', async () => {
-    const example = JSON.parse(
-      fs.readFileSync(path.join(examplesDir, 'Group echo bot.json'), 'utf8'),
-    ) as FlowNode[];
+    const example = readExample('Group echo bot.json');
     const nodes: FlowNode[] = [
       { id: 'tab', type: 'tab', label: 'example' },
       ...example.map((n) =>
