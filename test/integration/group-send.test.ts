@@ -24,7 +24,7 @@ import {
 } from './helpers';
 import { makeGroup, startGroupWorld, type GroupWorld } from './group-world';
 import { ourDevice, reinstallPhone } from '../harness/mock-phone';
-import { decryptReceived } from '../nodes/cdn-attachment';
+import { decryptReceived } from '../harness/cdn-attachment';
 
 type Entry = Awaited<ReturnType<PrimaryDevice['waitForMessage']>>;
 

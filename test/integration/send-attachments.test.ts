@@ -19,56 +19,15 @@ import {
 } from '@signalapp/libsignal-client/dist/incremental_mac.js';
 import { encryptAttachment } from '../../core/crypto/attachment';
 import { sendAttachmentFrom } from '../harness/mock-phone';
+import { cdnFile, decryptReceived, type ReceivedPointer } from '../harness/cdn-attachment';
 import { InvalidInputError } from '../../core/errors';
 import type { MessageEvent } from '../../core/types';
-import { linkedWithBobPerTest, withTimeout, type Sandbox } from './helpers';
+import { linkedWithBobPerTest, withTimeout } from './helpers';
 import { until } from '../harness/wait';
 
-interface Pointer {
-  /** The mock decodes the oneof as attachmentIdentifier: {cdnKey}. */
-  attachmentIdentifier?: { cdnKey?: string | null } | null;
-  cdnNumber?: number | null;
-  key?: Uint8Array | null;
-  digest?: Uint8Array | null;
-  size?: number | null;
-  contentType?: string | null;
-  fileName?: string | null;
-  caption?: string | null;
-  width?: number | null;
-  height?: number | null;
-  flags?: number | null;
-  uploadTimestamp?: unknown;
-}
-
-/** The test's own decryption: HMAC over iv‖ct, SHA-256 digest, AES-256-CBC, cut to `size`. */
-function independentDecrypt(file: Buffer, p: Pointer): Buffer {
-  const keys = Buffer.from(p.key ?? []);
-  assert.equal(keys.length, 64);
-  const body = file.subarray(0, file.length - 32);
-  const mac = crypto.createHmac('sha256', keys.subarray(32)).update(body).digest();
-  assert.ok(mac.equals(file.subarray(file.length - 32)), 'HMAC');
-  const digest = crypto.createHash('sha256').update(file).digest();
-  assert.ok(digest.equals(Buffer.from(p.digest ?? [])), 'digest');
-  const d = crypto.createDecipheriv('aes-256-cbc', keys.subarray(0, 32), body.subarray(0, 16));
-  const plain = Buffer.concat([d.update(body.subarray(16)), d.final()]);
-  const size = Number(p.size);
-  assert.ok(plain.length >= size);
-  // Padded as Signal's apps pad: zeros after the content.
-  assert.ok(
-    plain.subarray(size).every((b) => b === 0),
-    'zero padding',
-  );
-  return plain.subarray(0, size);
-}
+type Pointer = ReceivedPointer & { uploadTimestamp?: unknown };
 
 const cdnKeyOf = (p: Pointer) => p.attachmentIdentifier?.cdnKey ?? undefined;
-
-function cdnFile(sandbox: Sandbox, p: Pointer): Buffer {
-  assert.equal(p.cdnNumber, 3);
-  const key = cdnKeyOf(p);
-  assert.ok(key, 'a cdnKey');
-  return fs.readFileSync(path.join(sandbox.cdn3Path, 'attachments', key));
-}
 
 function tempFile(bytes: Buffer | number, name = 'file.bin'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigflow-send-'));
@@ -130,8 +89,8 @@ describe('integration: sending attachments', function () {
     assert.equal(got.body, 'the snapshot');
     const [img, doc] = (got.dataMessage.attachments ?? []) as Pointer[];
     assert.ok(img && doc);
-    assert.ok(independentDecrypt(cdnFile(sandbox, img), img).equals(image));
-    assert.ok(independentDecrypt(cdnFile(sandbox, doc), doc).equals(pdf));
+    assert.ok(decryptReceived(sandbox, img).equals(image));
+    assert.ok(decryptReceived(sandbox, doc).equals(pdf));
     assert.equal(img.contentType, 'image/png');
     assert.ok(!img.fileName, 'no file name for an image');
     assert.equal(img.caption, 'front door');
@@ -164,7 +123,7 @@ describe('integration: sending attachments', function () {
     const p = got.dataMessage.attachments?.[0] as Pointer;
     assert.equal(p.flags, 1);
     assert.equal(p.contentType, 'application/octet-stream');
-    assert.ok(independentDecrypt(cdnFile(sandbox, p), p).equals(audio));
+    assert.ok(decryptReceived(sandbox, p).equals(audio));
   });
 
   it('a video/mp4 carries an incremental MAC libsignal validates over the CDN file, and no file name', async () => {
@@ -190,7 +149,7 @@ describe('integration: sending attachments', function () {
       ),
       new Writable({ write: (_c, _e, cb) => cb() }),
     );
-    assert.ok(independentDecrypt(file, p).equals(video));
+    assert.ok(decryptReceived(sandbox, p).equals(video));
   });
 
   it('a 30 MiB file (a path) is sent, bytes equal', async () => {
@@ -202,7 +161,7 @@ describe('integration: sending attachments', function () {
     const got = await withTimeout(bob.waitForMessage(), 120_000, 'the big file');
     const p = got.dataMessage.attachments?.[0] as Pointer;
     assert.equal(p.size, 30 * 1024 * 1024);
-    const plain = independentDecrypt(cdnFile(sandbox, p), p);
+    const plain = decryptReceived(sandbox, p);
     assert.equal(crypto.createHash('sha256').update(plain).digest('hex'), sha256File(file));
   });
 
@@ -231,7 +190,7 @@ describe('integration: sending attachments', function () {
     assert.ok(text.startsWith(inline), 'a prefix cut at a code point');
     const p = got.dataMessage.attachments?.[0] as Pointer;
     assert.equal(p.contentType, 'text/x-signal-plain');
-    assert.equal(independentDecrypt(cdnFile(sandbox, p), p).toString('utf8'), text);
+    assert.equal(decryptReceived(sandbox, p).toString('utf8'), text);
   });
 
   it('long text received: the body is the attachment’s whole text, which is not listed', async () => {

@@ -19,7 +19,7 @@ import outNode = require('../../nodes/signal-out');
 import type { NodeMessage } from '../../nodes/lib/red';
 import { introduce, sendAttachmentFrom } from '../harness/mock-phone';
 import { withTimeout } from '../harness/sandbox';
-import { decryptReceived, type ReceivedPointer } from './cdn-attachment';
+import { decryptReceived, type ReceivedPointer } from '../harness/cdn-attachment';
 import {
   accountConfig,
   freshDataDirPerTest,

@@ -17,7 +17,7 @@ import accountNode = require('../../nodes/signal-account');
 import outNode = require('../../nodes/signal-out');
 import type { NodeMessage } from '../../nodes/lib/red';
 import { withTimeout } from '../harness/sandbox';
-import { decryptReceived, type ReceivedPointer } from './cdn-attachment';
+import { decryptReceived, type ReceivedPointer } from '../harness/cdn-attachment';
 import {
   accountConfig,
   helper,

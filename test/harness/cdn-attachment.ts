@@ -3,13 +3,13 @@
  * here with node:crypto alone, independently of the engine: the pointer's 64-byte key is the AES-256
  * key then the HMAC-SHA256 key; the file is iv ‖ AES-256-CBC ciphertext ‖ MAC; the MAC and the
  * pointer's digest (SHA-256 of the whole file) are checked before decrypting, and the padded
- * plaintext is cut to the pointer's size.
+ * plaintext (zero-padded, as Signal's apps pad) is cut to the pointer's size.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Sandbox } from '../harness/sandbox';
+import type { Sandbox } from './sandbox';
 
 export interface ReceivedPointer {
   attachmentIdentifier?: { cdnKey?: string } | null;
@@ -56,5 +56,10 @@ export function decryptReceived(sandbox: Sandbox, pointer: ReceivedPointer): Buf
   const padded = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
   const size = Number(pointer.size);
   assert.ok(size > 0 && size <= padded.length, `size ${size} within ${padded.length}`);
+  // Padded as Signal's apps pad: zeros after the content.
+  assert.ok(
+    padded.subarray(size).every((b) => b === 0),
+    'zero padding',
+  );
   return padded.subarray(0, size);
 }
